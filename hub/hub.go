@@ -1,0 +1,593 @@
+// Package hub is the transport-free core of caddy-push: message IDs and
+// epochs, retained history, replay, and fan-out to bounded subscriber
+// queues. It knows nothing of HTTP.
+package hub
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// Defaults for Config fields left at zero.
+const (
+	DefaultHistory         = 100
+	DefaultHistoryTTL      = time.Hour
+	DefaultHistoryMaxBytes = 64 << 20
+	DefaultBuffer          = 256
+	DefaultMaxMessageSize  = 1 << 20
+)
+
+// EarliestID is the cursor that asks for everything retained.
+const EarliestID = "earliest"
+
+// maxTombstones bounds how many removed topics the hub remembers the last
+// sequence number of; see Hub.tombs.
+const maxTombstones = 100_000
+
+// Config holds the limits a hub enforces. Zero values take the defaults;
+// a negative History or HistoryTTL turns retention off.
+type Config struct {
+	History         int
+	HistoryTTL      time.Duration
+	HistoryMaxBytes int64
+	Buffer          int
+	MaxMessageSize  int64
+}
+
+// WithDefaults returns c with zero fields set to their defaults.
+func (c Config) WithDefaults() Config {
+	if c.History == 0 {
+		c.History = DefaultHistory
+	}
+	if c.HistoryTTL == 0 {
+		c.HistoryTTL = DefaultHistoryTTL
+	}
+	if c.HistoryMaxBytes == 0 {
+		c.HistoryMaxBytes = DefaultHistoryMaxBytes
+	}
+	if c.Buffer == 0 {
+		c.Buffer = DefaultBuffer
+	}
+	if c.MaxMessageSize == 0 {
+		c.MaxMessageSize = DefaultMaxMessageSize
+	}
+	return c
+}
+
+// Errors that end a subscription.
+var (
+	// ErrSlow ends a subscription whose queue filled up.
+	ErrSlow = errors.New("subscriber too slow")
+	// ErrShutdown ends subscriptions when their server stops.
+	ErrShutdown = errors.New("server shutting down")
+)
+
+// Hub owns the topics of one process: it numbers messages through its
+// broker, keeps their history and fans them out to subscribers.
+type Hub struct {
+	broker Broker
+	epoch  string
+	cfg    atomic.Pointer[Config]
+	logger atomic.Pointer[zap.Logger]
+
+	published   atomic.Uint64
+	delivered   atomic.Uint64
+	droppedSlow atomic.Uint64
+	evicted     atomic.Uint64
+
+	mu     sync.Mutex
+	closed bool
+	head   uint64 // sequence number of the last message delivered
+	topics map[string]*topic
+	subs   map[*Subscription]struct{}
+	// fifo holds every retained message in sequence (and so time) order,
+	// for the TTL and total-bytes caps; entries evicted by a topic's own
+	// count cap stay until compacted.
+	fifo     deque
+	retained int
+	bytes    int64
+	// tombs remembers, for topics removed once they had neither
+	// subscribers nor history, the last sequence number they had, so that
+	// a cursor older than it gets a reset. When full, entries are dropped
+	// and tombFloor rises to cover them: a topic unknown to the hub is
+	// treated as having lost everything up to tombFloor.
+	tombs     map[string]uint64
+	tombFloor uint64
+
+	stop chan struct{}
+	done chan struct{}
+}
+
+type topic struct {
+	name    string
+	subs    map[*Subscription]struct{}
+	hist    deque
+	last    uint64 // sequence number of the last message published
+	evicted uint64 // highest sequence number no longer retained
+}
+
+// New starts a hub on broker b.
+func New(b Broker, cfg Config, logger *zap.Logger) (*Hub, error) {
+	h := &Hub{
+		broker: b,
+		topics: make(map[string]*topic),
+		subs:   make(map[*Subscription]struct{}),
+		tombs:  make(map[string]uint64),
+		stop:   make(chan struct{}),
+		done:   make(chan struct{}),
+	}
+	h.SetConfig(cfg)
+	h.SetLogger(logger)
+	epoch, err := b.Open(h.deliver)
+	if err != nil {
+		return nil, err
+	}
+	h.epoch = epoch
+	go h.janitor()
+	return h, nil
+}
+
+// SetConfig changes the hub's limits; history caps apply from the next
+// publish, the buffer to new subscriptions.
+func (h *Hub) SetConfig(cfg Config) {
+	cfg = cfg.WithDefaults()
+	h.cfg.Store(&cfg)
+}
+
+// Config returns the limits in force.
+func (h *Hub) Config() Config { return *h.cfg.Load() }
+
+// SetLogger changes where the hub logs.
+func (h *Hub) SetLogger(l *zap.Logger) {
+	if l == nil {
+		l = zap.NewNop()
+	}
+	h.logger.Store(l)
+}
+
+// Epoch names this hub's ID space.
+func (h *Hub) Epoch() string { return h.epoch }
+
+// Validate reports why m cannot be published, or nil.
+func (h *Hub) Validate(m *Message) error {
+	if err := ValidTopic(m.Topic); err != nil {
+		return err
+	}
+	if err := ValidEvent(m.Event); err != nil {
+		return err
+	}
+	if int64(len(m.Data)) > h.Config().MaxMessageSize {
+		return ErrTooLarge
+	}
+	return nil
+}
+
+// Publish publishes msgs, in order, all or none, and returns their IDs.
+// It never waits for a subscriber.
+func (h *Hub) Publish(ctx context.Context, msgs ...*Message) ([]string, error) {
+	for _, m := range msgs {
+		if err := h.Validate(m); err != nil {
+			return nil, err
+		}
+	}
+	if err := h.broker.Publish(ctx, msgs); err != nil {
+		return nil, err
+	}
+	h.published.Add(uint64(len(msgs)))
+	ids := make([]string, len(msgs))
+	for i, m := range msgs {
+		ids[i] = formatID(h.epoch, m.Seq)
+	}
+	return ids, nil
+}
+
+// deliver is the broker's callback: retain each message and hand it to
+// the subscribers of its topic.
+func (h *Hub) deliver(msgs []*Message) {
+	cfg := h.cfg.Load()
+	now := time.Now()
+	var hooks []func()
+
+	h.mu.Lock()
+	if h.closed {
+		h.mu.Unlock()
+		return
+	}
+	for _, m := range msgs {
+		if m.Seq <= h.head {
+			continue // already delivered
+		}
+		h.head = m.Seq
+		m.id = formatID(h.epoch, m.Seq)
+		if m.Time.IsZero() {
+			m.Time = now
+		}
+		t := h.topicLocked(m.Topic)
+		t.last = m.Seq
+		if cfg.History > 0 && cfg.HistoryTTL > 0 {
+			m.retained = true
+			t.hist.push(m)
+			h.fifo.push(m)
+			h.retained++
+			h.bytes += m.size()
+			for t.hist.len() > cfg.History {
+				h.evictLocked(t.hist.pop())
+			}
+		} else {
+			t.evicted = m.Seq
+		}
+		for s := range t.subs {
+			select {
+			case s.ch <- m:
+			default:
+				h.droppedSlow.Add(1)
+				if hook := h.endLocked(s, ErrSlow); hook != nil {
+					hooks = append(hooks, hook)
+				}
+			}
+		}
+		h.dropTopicIfIdleLocked(t)
+	}
+	h.trimLocked(cfg, now)
+	h.mu.Unlock()
+
+	for _, f := range hooks {
+		f()
+	}
+}
+
+// topicLocked returns the topic named name, creating it if need be.
+func (h *Hub) topicLocked(name string) *topic {
+	if t, ok := h.topics[name]; ok {
+		return t
+	}
+	t := &topic{name: name, subs: make(map[*Subscription]struct{})}
+	if last, ok := h.tombs[name]; ok {
+		t.last, t.evicted = last, last
+		delete(h.tombs, name)
+	} else {
+		t.evicted = h.tombFloor
+	}
+	h.topics[name] = t
+	return t
+}
+
+// dropTopicIfIdleLocked forgets t if nothing refers to it any more,
+// keeping a tombstone of its last sequence number.
+func (h *Hub) dropTopicIfIdleLocked(t *topic) {
+	if len(t.subs) > 0 || t.hist.len() > 0 {
+		return
+	}
+	if h.topics[t.name] != t {
+		return
+	}
+	delete(h.topics, t.name)
+	if t.evicted <= h.tombFloor {
+		return
+	}
+	if len(h.tombs) >= maxTombstones {
+		for name, last := range h.tombs {
+			h.tombFloor = max(h.tombFloor, last)
+			delete(h.tombs, name)
+			if len(h.tombs) < maxTombstones*3/4 {
+				break
+			}
+		}
+	}
+	h.tombs[t.name] = t.evicted
+}
+
+// evictLocked forgets m, which is the oldest message of its topic.
+func (h *Hub) evictLocked(m *Message) {
+	m.retained = false
+	h.retained--
+	h.bytes -= m.size()
+	h.evicted.Add(1)
+	if t := h.topics[m.Topic]; t != nil {
+		t.evicted = max(t.evicted, m.Seq)
+	}
+}
+
+// trimLocked enforces the TTL and total-bytes caps, oldest first.
+func (h *Hub) trimLocked(cfg *Config, now time.Time) {
+	cutoff := now.Add(-cfg.HistoryTTL)
+	for h.fifo.len() > 0 {
+		m := h.fifo.front()
+		if m.retained && h.bytes <= cfg.HistoryMaxBytes && m.Time.After(cutoff) {
+			break
+		}
+		h.fifo.pop()
+		if !m.retained {
+			continue
+		}
+		t := h.topics[m.Topic]
+		// Per topic and overall, history is in sequence order, so the
+		// oldest message overall is the oldest of its topic.
+		t.hist.pop()
+		h.evictLocked(m)
+		h.dropTopicIfIdleLocked(t)
+	}
+	if h.fifo.len() > 2*h.retained+1024 {
+		h.fifo.compact()
+	}
+}
+
+// janitor expires history while no one publishes.
+func (h *Hub) janitor() {
+	defer close(h.done)
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-h.stop:
+			return
+		case now := <-tick.C:
+			h.mu.Lock()
+			h.trimLocked(h.cfg.Load(), now)
+			h.mu.Unlock()
+		}
+	}
+}
+
+// Start is what a new subscription is sent before live messages.
+type Start struct {
+	// Replay holds the retained messages after the cursor, oldest first.
+	Replay []*Message
+	// Reset is set when the cursor was foreign or older than what is
+	// retained: the subscriber must be told it may have missed messages.
+	Reset bool
+	// Head is the ID after which live messages follow.
+	Head string
+}
+
+// SubscribeOptions are the optional parts of a subscription.
+type SubscribeOptions struct {
+	// LastEventID is the cursor to resume from: an ID, EarliestID, or
+	// empty for live messages only.
+	LastEventID string
+	// OnEnd, if set, is called once when the hub ends the subscription
+	// (too slow, shutdown, hub closed), outside any lock, so that a
+	// transport blocked in a write can be woken. It must not block.
+	OnEnd func()
+}
+
+// Subscribe registers a subscriber to topics and, atomically with it,
+// reads the history it must be sent first, so that replay and live
+// messages join with no gap and no duplicate.
+func (h *Hub) Subscribe(topics []string, opts SubscribeOptions) (*Subscription, Start, error) {
+	for _, name := range topics {
+		if err := ValidTopic(name); err != nil {
+			return nil, Start{}, err
+		}
+	}
+	cfg := h.cfg.Load()
+	s := &Subscription{
+		hub:   h,
+		ch:    make(chan *Message, cfg.Buffer),
+		done:  make(chan struct{}),
+		onEnd: opts.OnEnd,
+	}
+
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return nil, Start{}, ErrClosed
+	}
+	h.trimLocked(cfg, time.Now())
+	for _, name := range topics {
+		t := h.topicLocked(name)
+		if _, dup := t.subs[s]; dup {
+			continue
+		}
+		t.subs[s] = struct{}{}
+		s.topics = append(s.topics, t)
+	}
+	h.subs[s] = struct{}{}
+	return s, h.startLocked(s.topics, opts.LastEventID), nil
+}
+
+// startLocked computes what a subscriber to ts resuming from cursor last
+// is sent before live messages.
+func (h *Hub) startLocked(ts []*topic, last string) Start {
+	st := Start{Head: formatID(h.epoch, h.head)}
+	after := uint64(0)
+	switch last {
+	case "":
+		return st
+	case EarliestID:
+	default:
+		epoch, seq, ok := parseID(last)
+		if !ok || epoch != h.epoch || seq > h.head {
+			st.Reset = true
+			return st
+		}
+		for _, t := range ts {
+			if t.evicted > seq {
+				st.Reset = true
+				return st
+			}
+		}
+		after = seq
+	}
+	for _, t := range ts {
+		st.Replay = append(st.Replay, t.hist.after(after)...)
+	}
+	if len(ts) > 1 {
+		slices.SortFunc(st.Replay, func(a, b *Message) int { return cmp.Compare(a.Seq, b.Seq) })
+	}
+	return st
+}
+
+// endLocked removes s from the hub and closes it with err. It returns the
+// subscription's OnEnd hook, to be called once the lock is released.
+func (h *Hub) endLocked(s *Subscription, err error) func() {
+	if s.err != nil {
+		return nil
+	}
+	s.err = err
+	for _, t := range s.topics {
+		delete(t.subs, s)
+		h.dropTopicIfIdleLocked(t)
+	}
+	s.topics = nil
+	delete(h.subs, s)
+	close(s.done)
+	if err == errUnsubscribed {
+		return nil
+	}
+	return s.onEnd
+}
+
+// Close ends every subscription and stops the broker.
+func (h *Hub) Close() error {
+	h.mu.Lock()
+	if h.closed {
+		h.mu.Unlock()
+		return nil
+	}
+	h.closed = true
+	var hooks []func()
+	for s := range h.subs {
+		if f := h.endLocked(s, ErrClosed); f != nil {
+			hooks = append(hooks, f)
+		}
+	}
+	h.mu.Unlock()
+	for _, f := range hooks {
+		f()
+	}
+	close(h.stop)
+	<-h.done
+	return h.broker.Close()
+}
+
+// Stats are the hub's totals.
+type Stats struct {
+	Epoch         string `json:"epoch"`
+	LastID        string `json:"last_id"`
+	Subscribers   int    `json:"subscribers"`
+	Topics        int    `json:"topics"`
+	Retained      int    `json:"retained"`
+	RetainedBytes int64  `json:"retained_bytes"`
+	Published     uint64 `json:"published"`
+	Delivered     uint64 `json:"delivered"`
+	DroppedSlow   uint64 `json:"dropped_slow"`
+	Evicted       uint64 `json:"evicted"`
+}
+
+// Stats returns the hub's totals.
+func (h *Hub) Stats() Stats {
+	h.mu.Lock()
+	st := Stats{
+		Epoch:         h.epoch,
+		LastID:        formatID(h.epoch, h.head),
+		Subscribers:   len(h.subs),
+		Topics:        len(h.topics),
+		Retained:      h.retained,
+		RetainedBytes: h.bytes,
+	}
+	h.mu.Unlock()
+	st.Published = h.published.Load()
+	st.Delivered = h.delivered.Load()
+	st.DroppedSlow = h.droppedSlow.Load()
+	st.Evicted = h.evicted.Load()
+	return st
+}
+
+// TopicInfo describes one live topic.
+type TopicInfo struct {
+	Topic       string `json:"topic"`
+	Subscribers int    `json:"subscribers"`
+	Retained    int    `json:"retained"`
+	LastID      string `json:"last_id"`
+}
+
+func (h *Hub) infoLocked(t *topic) TopicInfo {
+	ti := TopicInfo{Topic: t.name, Subscribers: len(t.subs), Retained: t.hist.len()}
+	if t.last > 0 {
+		ti.LastID = formatID(h.epoch, t.last)
+	}
+	return ti
+}
+
+// Topics lists every live topic (one with subscribers or retained
+// messages), sorted by name.
+func (h *Hub) Topics() []TopicInfo {
+	h.mu.Lock()
+	h.trimLocked(h.cfg.Load(), time.Now())
+	list := make([]TopicInfo, 0, len(h.topics))
+	for _, t := range h.topics {
+		list = append(list, h.infoLocked(t))
+	}
+	h.mu.Unlock()
+	slices.SortFunc(list, func(a, b TopicInfo) int { return cmp.Compare(a.Topic, b.Topic) })
+	return list
+}
+
+// Topic describes one topic, if it is live.
+func (h *Hub) Topic(name string) (TopicInfo, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.trimLocked(h.cfg.Load(), time.Now())
+	t, ok := h.topics[name]
+	if !ok {
+		return TopicInfo{}, false
+	}
+	return h.infoLocked(t), true
+}
+
+// errUnsubscribed ends a subscription that its owner closed.
+var errUnsubscribed = errors.New("unsubscribed")
+
+// Subscription is one subscriber's view of the hub: a bounded queue of
+// live messages on its topics.
+type Subscription struct {
+	hub   *Hub
+	ch    chan *Message
+	done  chan struct{}
+	onEnd func()
+
+	// guarded by hub.mu
+	topics []*topic
+	err    error
+}
+
+// Messages is the subscriber's queue of live messages, in sequence order.
+func (s *Subscription) Messages() <-chan *Message { return s.ch }
+
+// Done is closed when the hub ends the subscription; Err then says why.
+func (s *Subscription) Done() <-chan struct{} { return s.done }
+
+// Err returns why the subscription ended, or nil while it is live.
+func (s *Subscription) Err() error {
+	s.hub.mu.Lock()
+	defer s.hub.mu.Unlock()
+	if s.err == errUnsubscribed {
+		return nil
+	}
+	return s.err
+}
+
+// End ends the subscription with err (e.g. ErrShutdown) and calls its
+// OnEnd hook. It does nothing if the subscription already ended.
+func (s *Subscription) End(err error) {
+	s.hub.mu.Lock()
+	f := s.hub.endLocked(s, err)
+	s.hub.mu.Unlock()
+	if f != nil {
+		f()
+	}
+}
+
+// Close is called by the subscriber when it leaves.
+func (s *Subscription) Close() { s.End(errUnsubscribed) }
+
+// Sent records that n messages reached the subscriber's connection.
+func (s *Subscription) Sent(n int) { s.hub.delivered.Add(uint64(n)) }

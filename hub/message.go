@@ -1,0 +1,152 @@
+package hub
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+	"unicode"
+	"unicode/utf8"
+)
+
+// MaxTopicLen is the longest topic name, in bytes.
+const MaxTopicLen = 1024
+
+// MaxEventLen is the longest event type, in bytes.
+const MaxEventLen = 256
+
+// ReservedEventPrefix starts the event types that the hub itself sends
+// (push.reset); publishers may not use it.
+const ReservedEventPrefix = "push."
+
+// Message is one published payload. Topic, Event and Data are set by the
+// publisher; the hub sets everything else. Once published, a Message is
+// shared read-only by every subscriber.
+type Message struct {
+	Topic string
+	Event string
+	Data  []byte
+
+	// Seq is the position of the message in the hub's single sequence,
+	// set by the broker.
+	Seq uint64
+	// Time is when the message was published, set by the hub.
+	Time time.Time
+
+	id       string
+	retained bool
+	enc      [maxEncodings]encoding
+}
+
+// ID returns the message's ID. It is set when the message is delivered.
+func (m *Message) ID() string { return m.id }
+
+// size is what the message counts against history_max_bytes.
+func (m *Message) size() int64 {
+	return int64(len(m.Data)+len(m.Topic)+len(m.Event)) + messageOverhead
+}
+
+// messageOverhead approximates the bookkeeping of one retained message.
+const messageOverhead = 128
+
+// maxEncodings is how many transports can cache an encoding on a message.
+const maxEncodings = 4
+
+type encoding struct {
+	once sync.Once
+	v    any
+}
+
+// Encoding is a slot on every message where one transport caches its
+// encoding of that message, so that it is built once per message and not
+// once per subscriber.
+type Encoding int
+
+var (
+	encMu   sync.Mutex
+	encNext Encoding
+)
+
+// NewEncoding reserves an encoding slot. Call it once, from a package
+// variable initializer.
+func NewEncoding() Encoding {
+	encMu.Lock()
+	defer encMu.Unlock()
+	if encNext >= maxEncodings {
+		panic("hub: too many message encodings")
+	}
+	e := encNext
+	encNext++
+	return e
+}
+
+// Encoded returns the encoding of m in slot e, calling build the first
+// time only. build must not retain m beyond its return.
+func (m *Message) Encoded(e Encoding, build func(*Message) any) any {
+	slot := &m.enc[e]
+	slot.once.Do(func() { slot.v = build(m) })
+	return slot.v
+}
+
+// Errors returned for invalid messages and subscriptions.
+var (
+	ErrTopicEmpty    = errors.New("topic is empty")
+	ErrTopicTooLong  = fmt.Errorf("topic is longer than %d bytes", MaxTopicLen)
+	ErrTopicUTF8     = errors.New("topic is not valid UTF-8")
+	ErrTopicChar     = errors.New("topic contains a space or control character")
+	ErrEventInvalid  = errors.New("event type contains CR, LF or NUL, is not valid UTF-8, or is too long")
+	ErrEventReserved = fmt.Errorf("event types starting with %q are reserved", ReservedEventPrefix)
+	ErrTooLarge      = errors.New("message is larger than max_message_size")
+	ErrClosed        = errors.New("hub is closed")
+)
+
+// ValidTopic reports why topic is not a valid topic name, or nil.
+func ValidTopic(topic string) error {
+	if topic == "" {
+		return ErrTopicEmpty
+	}
+	if len(topic) > MaxTopicLen {
+		return ErrTopicTooLong
+	}
+	if !utf8.ValidString(topic) {
+		return ErrTopicUTF8
+	}
+	for _, r := range topic {
+		if unicode.IsControl(r) || unicode.IsSpace(r) {
+			return ErrTopicChar
+		}
+	}
+	return nil
+}
+
+// ValidEvent reports why event is not a valid event type, or nil. The
+// empty event type is valid and means "no type".
+func ValidEvent(event string) error {
+	if len(event) > MaxEventLen || !utf8.ValidString(event) || strings.ContainsAny(event, "\r\n\x00") {
+		return ErrEventInvalid
+	}
+	if strings.HasPrefix(event, ReservedEventPrefix) {
+		return ErrEventReserved
+	}
+	return nil
+}
+
+// formatID makes the ID of sequence number seq in epoch.
+func formatID(epoch string, seq uint64) string {
+	return epoch + "-" + strconv.FormatUint(seq, 10)
+}
+
+// parseID splits an ID into its epoch and sequence number.
+func parseID(id string) (epoch string, seq uint64, ok bool) {
+	i := strings.LastIndexByte(id, '-')
+	if i <= 0 {
+		return "", 0, false
+	}
+	seq, err := strconv.ParseUint(id[i+1:], 10, 64)
+	if err != nil {
+		return "", 0, false
+	}
+	return id[:i], seq, true
+}
