@@ -1,0 +1,250 @@
+// Package sse writes hub messages as Server-Sent Events: the bytes of one
+// event, encoded once per message, and the loop that streams a
+// subscription to one HTTP response.
+package sse
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/caddy-push/push/hub"
+)
+
+// ResetEvent is the event type of the notice that a subscriber may have
+// missed messages.
+const ResetEvent = "push.reset"
+
+// heartbeat is the comment line sent on an idle stream.
+var heartbeat = []byte(":\n")
+
+var encoding = hub.NewEncoding()
+
+// Encode returns m as one SSE event. The bytes are built once per message
+// and shared by every subscriber; callers must not modify them.
+func Encode(m *hub.Message) []byte {
+	return m.Encoded(encoding, func(m *hub.Message) any {
+		return AppendEvent(nil, m.ID(), m.Event, m.Data)
+	}).([]byte)
+}
+
+// AppendEvent appends one SSE event to b: the id, the event type if any,
+// and one data line per line of data (split on LF, CRLF and CR). Data that
+// is not valid UTF-8 is sent base64-encoded on one line.
+func AppendEvent(b []byte, id, event string, data []byte) []byte {
+	if id != "" {
+		b = append(b, "id: "...)
+		b = append(b, id...)
+		b = append(b, '\n')
+	}
+	if event != "" {
+		b = append(b, "event: "...)
+		b = append(b, event...)
+		b = append(b, '\n')
+	}
+	if !utf8.Valid(data) {
+		b = append(b, "data: "...)
+		b = base64.StdEncoding.AppendEncode(b, data)
+		return append(b, "\n\n"...)
+	}
+	for {
+		b = append(b, "data: "...)
+		i := indexEOL(data)
+		if i < 0 {
+			b = append(b, data...)
+			break
+		}
+		b = append(b, data[:i]...)
+		b = append(b, '\n')
+		if data[i] == '\r' && i+1 < len(data) && data[i+1] == '\n' {
+			i++
+		}
+		data = data[i+1:]
+	}
+	return append(b, "\n\n"...)
+}
+
+func indexEOL(b []byte) int {
+	for i, c := range b {
+		if c == '\n' || c == '\r' {
+			return i
+		}
+	}
+	return -1
+}
+
+// Reset returns the push.reset event for a subscriber that sent
+// lastEventID. Its id is head, so that the client's next reconnect
+// resumes from there instead of repeating the reset.
+func Reset(head, lastEventID string) []byte {
+	data, _ := json.Marshal(struct {
+		LastEventID string `json:"last_event_id"`
+	}{lastEventID})
+	return AppendEvent(nil, head, ResetEvent, data)
+}
+
+// Options tune one stream.
+type Options struct {
+	// Heartbeat is how long the stream may be idle before a comment line
+	// is sent; 0 sends none.
+	Heartbeat time.Duration
+	// Retry, if positive, is sent once as the retry: field.
+	Retry time.Duration
+	// WriteTimeout bounds each write; a client that does not take the
+	// bytes in time is disconnected.
+	WriteTimeout time.Duration
+	// MaxBatch bounds how many bytes of queued messages go into one write.
+	MaxBatch int
+}
+
+// Headers sets the response headers of an event stream.
+func Headers(h http.Header) {
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-cache")
+	h.Set("X-Accel-Buffering", "no")
+	h.Del("Content-Length")
+}
+
+// Stream is one subscriber's event stream.
+type Stream struct {
+	w    http.ResponseWriter
+	rc   *http.ResponseController
+	opts Options
+	buf  []byte
+	// last is the sequence number of the last message written, to skip
+	// live messages already sent as replay.
+	last uint64
+
+	mu       sync.Mutex // orders Interrupt and Finish
+	finished bool
+}
+
+// NewStream prepares a stream on w.
+func NewStream(w http.ResponseWriter, opts Options) *Stream {
+	if opts.MaxBatch <= 0 {
+		opts.MaxBatch = 64 << 10
+	}
+	return &Stream{w: w, rc: http.NewResponseController(w), opts: opts}
+}
+
+// Interrupt makes a write in progress fail at once. It is safe to call
+// from another goroutine, and does nothing after Finish.
+func (s *Stream) Interrupt() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.finished {
+		_ = s.rc.SetWriteDeadline(time.Now())
+	}
+}
+
+// Finish clears the write deadline so that the connection can serve
+// another request. Call it when the handler returns.
+func (s *Stream) Finish() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.finished = true
+	_ = s.rc.SetWriteDeadline(time.Time{})
+}
+
+// Begin writes the status and headers, the retry field, the reset notice
+// and the replay, and flushes them.
+func (s *Stream) Begin(st hub.Start, lastEventID string) error {
+	Headers(s.w.Header())
+	s.w.WriteHeader(http.StatusOK)
+	b := s.buf[:0]
+	if s.opts.Retry > 0 {
+		b = append(b, "retry: "...)
+		b = strconv.AppendInt(b, s.opts.Retry.Milliseconds(), 10)
+		b = append(b, "\n\n"...)
+	}
+	if st.Reset {
+		b = append(b, Reset(st.Head, lastEventID)...)
+	}
+	for _, m := range st.Replay {
+		b = append(b, Encode(m)...)
+		s.last = m.Seq
+	}
+	return s.write(b)
+}
+
+// Run streams sub until it ends, the request is done, or stop is closed.
+// It returns nil when the stream ended because of one of those.
+func (s *Stream) Run(sub *hub.Subscription, done <-chan struct{}, stop <-chan struct{}) error {
+	var timer *time.Timer
+	var tick <-chan time.Time
+	if s.opts.Heartbeat > 0 {
+		timer = time.NewTimer(s.opts.Heartbeat)
+		defer timer.Stop()
+		tick = timer.C
+	}
+	msgs := sub.Messages()
+	for {
+		select {
+		case m := <-msgs:
+			b := s.buf[:0]
+			n := 0
+			b, n = s.appendMsg(b, m, n)
+		drain:
+			for len(b) < s.opts.MaxBatch {
+				select {
+				case m := <-msgs:
+					b, n = s.appendMsg(b, m, n)
+				default:
+					break drain
+				}
+			}
+			if len(b) == 0 {
+				continue
+			}
+			if err := s.write(b); err != nil {
+				return err
+			}
+			sub.Sent(n)
+		case <-tick:
+			if err := s.write(heartbeat); err != nil {
+				return err
+			}
+		case <-sub.Done():
+			return nil
+		case <-done:
+			return nil
+		case <-stop:
+			return nil
+		}
+		if timer != nil {
+			timer.Reset(s.opts.Heartbeat)
+		}
+	}
+}
+
+func (s *Stream) appendMsg(b []byte, m *hub.Message, n int) ([]byte, int) {
+	if m.Seq <= s.last {
+		return b, n
+	}
+	s.last = m.Seq
+	return append(b, Encode(m)...), n + 1
+}
+
+// write sends b in one write and flushes once.
+func (s *Stream) write(b []byte) error {
+	if len(b) == 0 {
+		return s.rc.Flush()
+	}
+	if s.opts.WriteTimeout > 0 {
+		if err := s.rc.SetWriteDeadline(time.Now().Add(s.opts.WriteTimeout)); err != nil && !errors.Is(err, http.ErrNotSupported) {
+			return err
+		}
+	}
+	if _, err := s.w.Write(b); err != nil {
+		return err
+	}
+	if cap(b) > cap(s.buf) && cap(b) <= 2*s.opts.MaxBatch {
+		s.buf = b[:0]
+	}
+	return s.rc.Flush()
+}
