@@ -1,0 +1,258 @@
+package push
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+
+	"github.com/caddyserver/caddy/v2"
+
+	"github.com/caddy-push/push/hub"
+)
+
+func init() {
+	caddy.RegisterModule(AdminAPI{})
+}
+
+// MaxBatch is the most messages one POST /push/publish may hold.
+const MaxBatch = 1000
+
+// AdminAPI is the `admin.api.push` module: publish and inspect through
+// Caddy's admin endpoint.
+//
+//	POST /push/topics/<topic>   publish the raw body (?event=<type>)
+//	POST /push/publish          publish JSON: one message or an array
+//	GET  /push/topics           every live topic
+//	GET  /push/topics/<topic>   one topic
+//	GET  /push/stats            hub totals
+type AdminAPI struct{}
+
+// CaddyModule returns the Caddy module information.
+func (AdminAPI) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "admin.api.push",
+		New: func() caddy.Module { return new(AdminAPI) },
+	}
+}
+
+// Routes returns the admin routes of the push API.
+func (a AdminAPI) Routes() []caddy.AdminRoute {
+	return []caddy.AdminRoute{{Pattern: "/push/", Handler: caddy.AdminHandlerFunc(a.serve)}}
+}
+
+func (AdminAPI) serve(w http.ResponseWriter, r *http.Request) error {
+	app := running.Load()
+	if app == nil || app.hub == nil {
+		return apiError(http.StatusServiceUnavailable, errors.New("push app is not running"))
+	}
+	h := app.hub
+	path := strings.TrimPrefix(r.URL.Path, "/push/")
+	switch {
+	case path == "publish":
+		if r.Method != http.MethodPost {
+			return methodNotAllowed(w, http.MethodPost)
+		}
+		return publishJSON(w, r, h)
+	case path == "stats":
+		if r.Method != http.MethodGet {
+			return methodNotAllowed(w, http.MethodGet)
+		}
+		return writeJSON(w, h.Stats())
+	case path == "topics" || path == "topics/":
+		if r.Method != http.MethodGet {
+			return methodNotAllowed(w, http.MethodGet)
+		}
+		return writeJSON(w, h.Topics())
+	case strings.HasPrefix(path, "topics/"):
+		topic := strings.TrimPrefix(path, "topics/")
+		switch r.Method {
+		case http.MethodGet:
+			info, ok := h.Topic(topic)
+			if !ok {
+				return apiError(http.StatusNotFound, fmt.Errorf("topic %q has no subscribers and no retained messages", topic))
+			}
+			return writeJSON(w, info)
+		case http.MethodPost:
+			return publishRaw(w, r, h, topic)
+		default:
+			return methodNotAllowed(w, http.MethodGet, http.MethodPost)
+		}
+	default:
+		return apiError(http.StatusNotFound, fmt.Errorf("no such push endpoint: %s", r.URL.Path))
+	}
+}
+
+type idResponse struct {
+	ID string `json:"id"`
+}
+
+// publishRaw publishes the request body as one message on topic.
+func publishRaw(w http.ResponseWriter, r *http.Request, h *hub.Hub, topic string) error {
+	if err := hub.ValidTopic(topic); err != nil {
+		return apiError(http.StatusBadRequest, fmt.Errorf("topic: %v", err))
+	}
+	limit := h.Config().MaxMessageSize
+	data, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
+	if err != nil {
+		return apiError(http.StatusBadRequest, fmt.Errorf("reading body: %v", err))
+	}
+	if int64(len(data)) > limit {
+		return apiError(http.StatusRequestEntityTooLarge, fmt.Errorf("body is larger than max_message_size (%d bytes)", limit))
+	}
+	msg := &hub.Message{Topic: topic, Event: r.URL.Query().Get("event"), Data: data}
+	ids, err := h.Publish(r.Context(), msg)
+	if err != nil {
+		return publishError(err)
+	}
+	return writeJSON(w, idResponse{ids[0]})
+}
+
+// publishRequest is one message of POST /push/publish.
+type publishRequest struct {
+	Topic      string  `json:"topic"`
+	Event      string  `json:"event,omitempty"`
+	Data       *string `json:"data,omitempty"`
+	DataBase64 *string `json:"data_base64,omitempty"`
+}
+
+func (p publishRequest) message() (*hub.Message, error) {
+	m := &hub.Message{Topic: p.Topic, Event: p.Event}
+	switch {
+	case p.Data != nil && p.DataBase64 != nil:
+		return nil, errors.New("both data and data_base64 given: send one")
+	case p.Data != nil:
+		m.Data = []byte(*p.Data)
+	case p.DataBase64 != nil:
+		b, err := base64.StdEncoding.DecodeString(*p.DataBase64)
+		if err != nil {
+			return nil, fmt.Errorf("data_base64: %v", err)
+		}
+		m.Data = b
+	default:
+		return nil, errors.New("neither data nor data_base64 given")
+	}
+	return m, nil
+}
+
+// publishJSON publishes one JSON message or a batch, all or nothing.
+func publishJSON(w http.ResponseWriter, r *http.Request, h *hub.Hub) error {
+	// Room for a batch of messages, and for one message of the largest
+	// size in base64.
+	limit := 8*h.Config().MaxMessageSize + 64<<10
+	body, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
+	if err != nil {
+		return apiError(http.StatusBadRequest, fmt.Errorf("reading body: %v", err))
+	}
+	if int64(len(body)) > limit {
+		return apiError(http.StatusRequestEntityTooLarge, fmt.Errorf("body is larger than %d bytes", limit))
+	}
+	body = bytes.TrimSpace(body)
+	batch := len(body) > 0 && body[0] == '['
+	var reqs []publishRequest
+	if batch {
+		err = decodeStrict(body, &reqs)
+	} else {
+		reqs = make([]publishRequest, 1)
+		err = decodeStrict(body, &reqs[0])
+	}
+	if err != nil {
+		return apiError(http.StatusBadRequest, fmt.Errorf("decoding JSON: %v", err))
+	}
+	switch {
+	case len(reqs) == 0:
+		return apiError(http.StatusBadRequest, errors.New("empty batch"))
+	case len(reqs) > MaxBatch:
+		return apiError(http.StatusRequestEntityTooLarge, fmt.Errorf("batch holds %d messages, more than %d", len(reqs), MaxBatch))
+	}
+	msgs := make([]*hub.Message, len(reqs))
+	for i, req := range reqs {
+		where := func(err error) error {
+			if batch {
+				return fmt.Errorf("message %d: %w", i, err)
+			}
+			return err
+		}
+		m, err := req.message()
+		if err != nil {
+			return apiError(http.StatusBadRequest, where(err))
+		}
+		if err := h.Validate(m); err != nil {
+			return publishError(where(err))
+		}
+		msgs[i] = m
+	}
+	ids, err := h.Publish(r.Context(), msgs...)
+	if err != nil {
+		return publishError(err)
+	}
+	if !batch {
+		return writeJSON(w, idResponse{ids[0]})
+	}
+	resp := make([]idResponse, len(ids))
+	for i, id := range ids {
+		resp[i].ID = id
+	}
+	return writeJSON(w, resp)
+}
+
+// decodeStrict decodes exactly one JSON value with no unknown fields.
+func decodeStrict(body []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	if dec.More() {
+		return errors.New("unexpected data after the JSON value")
+	}
+	return nil
+}
+
+// publishError maps a publish error to its status: invalid input is the
+// client's fault, anything else is the broker's.
+func publishError(err error) error {
+	switch {
+	case errors.Is(err, hub.ErrTooLarge):
+		return apiError(http.StatusRequestEntityTooLarge, err)
+	case errors.Is(err, hub.ErrClosed):
+		return apiError(http.StatusServiceUnavailable, err)
+	case isInputError(err):
+		return apiError(http.StatusBadRequest, err)
+	default:
+		return apiError(http.StatusServiceUnavailable, fmt.Errorf("broker: %v", err))
+	}
+}
+
+func isInputError(err error) bool {
+	for _, e := range []error{
+		hub.ErrTopicEmpty, hub.ErrTopicTooLong, hub.ErrTopicUTF8, hub.ErrTopicChar,
+		hub.ErrEventInvalid, hub.ErrEventReserved,
+	} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
+}
+
+func apiError(status int, err error) error {
+	return caddy.APIError{HTTPStatus: status, Err: err}
+}
+
+func methodNotAllowed(w http.ResponseWriter, allowed ...string) error {
+	w.Header().Set("Allow", strings.Join(allowed, ", "))
+	return apiError(http.StatusMethodNotAllowed, errors.New("method not allowed"))
+}
+
+func writeJSON(w http.ResponseWriter, v any) error {
+	w.Header().Set("Content-Type", "application/json")
+	return json.NewEncoder(w).Encode(v)
+}
+
+// Interface guards
+var _ caddy.AdminRouter = AdminAPI{}

@@ -1,0 +1,280 @@
+package push
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/caddy-push/push/hub"
+)
+
+func init() {
+	httpcaddyfile.RegisterGlobalOption("push", parseGlobalOption)
+	httpcaddyfile.RegisterHandlerDirective("push_sse", parseSSE)
+	httpcaddyfile.RegisterDirectiveOrder("push_sse", httpcaddyfile.Before, "respond")
+}
+
+func parseGlobalOption(d *caddyfile.Dispenser, _ any) (any, error) {
+	app := new(App)
+	if err := app.UnmarshalCaddyfile(d); err != nil {
+		return nil, err
+	}
+	return httpcaddyfile.App{Name: "push", Value: caddyconfig.JSON(app, nil)}, nil
+}
+
+// UnmarshalCaddyfile sets up the push app from the `push` global option:
+//
+//	push {
+//		history           <count>
+//		history_ttl       <duration>
+//		history_max_bytes <size>
+//		buffer            <count>
+//		max_message_size  <size>
+//		broker <name> {
+//			...
+//		}
+//	}
+func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // consume option name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for d.NextBlock(0) {
+		switch opt := d.Val(); opt {
+		case "history":
+			n, err := intArg(d, 0)
+			if err != nil {
+				return err
+			}
+			a.History = &n
+		case "history_ttl":
+			dur, err := durationArg(d, false)
+			if err != nil {
+				return err
+			}
+			a.HistoryTTL = caddy.Duration(dur)
+		case "history_max_bytes":
+			n, err := sizeArg(d)
+			if err != nil {
+				return err
+			}
+			a.HistoryMaxBytes = n
+		case "buffer":
+			n, err := intArg(d, 1)
+			if err != nil {
+				return err
+			}
+			a.Buffer = n
+		case "max_message_size":
+			n, err := sizeArg(d)
+			if err != nil {
+				return err
+			}
+			a.MaxMessageSize = n
+		case "broker":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			name := d.Val()
+			unm, err := caddyfile.UnmarshalModule(d, "push.brokers."+name)
+			if err != nil {
+				return err
+			}
+			a.BrokerRaw = caddyconfig.JSONModuleObject(unm, "module", name, nil)
+		default:
+			return d.Errf("unrecognized push option '%s'", opt)
+		}
+	}
+	return nil
+}
+
+// UnmarshalCaddyfile sets up the memory broker: `broker memory`, no
+// arguments.
+func (MemoryBroker) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // consume broker name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	if d.NextBlock(0) {
+		return d.Errf("the memory broker takes no options")
+	}
+	return nil
+}
+
+func parseSSE(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	s := new(SSE)
+	err := s.UnmarshalCaddyfile(h.Dispenser)
+	return s, err
+}
+
+// UnmarshalCaddyfile sets up the handler from Caddyfile tokens:
+//
+//	push_sse [<matcher>] [<topic...>] {
+//		topic     <template...>
+//		subscribe <pattern...>
+//		heartbeat <duration>
+//		retry     <duration>
+//	}
+func (h *SSE) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // consume directive name
+	h.Topics = append(h.Topics, d.RemainingArgs()...)
+	for d.NextBlock(0) {
+		switch opt := d.Val(); opt {
+		case "topic", "subscribe":
+			if err := h.Subscriber.unmarshalOption(d); err != nil {
+				return err
+			}
+		case "heartbeat":
+			dur, err := durationArg(d, true)
+			if err != nil {
+				return err
+			}
+			hb := caddy.Duration(dur)
+			h.Heartbeat = &hb
+		case "retry":
+			dur, err := durationArg(d, false)
+			if err != nil {
+				return err
+			}
+			h.Retry = caddy.Duration(dur)
+		default:
+			return d.Errf("unrecognized push_sse option '%s'", opt)
+		}
+	}
+	return h.Subscriber.checkCaddyfile(d)
+}
+
+// unmarshalOption reads a `topic` or `subscribe` line.
+func (s *Subscriber) unmarshalOption(d *caddyfile.Dispenser) error {
+	opt := d.Val()
+	args := d.RemainingArgs()
+	if len(args) == 0 {
+		return d.ArgErr()
+	}
+	if opt == "topic" {
+		s.Topics = append(s.Topics, args...)
+		return nil
+	}
+	for _, p := range args {
+		if _, err := parsePattern(p); err != nil {
+			return d.Errf("subscribe: %v", err)
+		}
+	}
+	s.Subscribe = append(s.Subscribe, args...)
+	return nil
+}
+
+// checkCaddyfile reports, with the file and line, a handler that would
+// give subscribers nothing, or a topic that can never be valid.
+func (s *Subscriber) checkCaddyfile(d *caddyfile.Dispenser) error {
+	if len(s.Topics) == 0 && len(s.Subscribe) == 0 {
+		return d.Errf("%s needs a topic or a subscribe pattern", d.Val())
+	}
+	for _, t := range s.Topics {
+		if !strings.Contains(t, "{") {
+			if err := hub.ValidTopic(t); err != nil {
+				return d.Errf("topic %q: %v", t, err)
+			}
+		}
+	}
+	return nil
+}
+
+func intArg(d *caddyfile.Dispenser, minimum int) (int, error) {
+	opt := d.Val()
+	if !d.NextArg() {
+		return 0, d.ArgErr()
+	}
+	n, err := strconv.Atoi(d.Val())
+	if err != nil || n < minimum {
+		return 0, d.Errf("%s: %q is not a whole number of at least %d", opt, d.Val(), minimum)
+	}
+	if d.NextArg() {
+		return 0, d.ArgErr()
+	}
+	return n, nil
+}
+
+func durationArg(d *caddyfile.Dispenser, zeroOK bool) (time.Duration, error) {
+	opt := d.Val()
+	if !d.NextArg() {
+		return 0, d.ArgErr()
+	}
+	dur, err := caddy.ParseDuration(d.Val())
+	if err != nil {
+		return 0, d.Errf("%s: %v", opt, err)
+	}
+	if dur < 0 || (dur == 0 && !zeroOK) {
+		return 0, d.Errf("%s: %q must be positive", opt, d.Val())
+	}
+	if d.NextArg() {
+		return 0, d.ArgErr()
+	}
+	return dur, nil
+}
+
+func sizeArg(d *caddyfile.Dispenser) (int64, error) {
+	opt := d.Val()
+	if !d.NextArg() {
+		return 0, d.ArgErr()
+	}
+	n, err := parseSize(d.Val())
+	if err != nil {
+		return 0, d.Errf("%s: %v", opt, err)
+	}
+	if d.NextArg() {
+		return 0, d.ArgErr()
+	}
+	return n, nil
+}
+
+// parseSize reads a positive byte size such as 1024, 64KiB, 1MB or 2g.
+// Decimal units (KB, MB, GB) are powers of 1000, binary ones (KiB, MiB,
+// GiB) and bare letters (k, m, g) powers of 1024.
+func parseSize(s string) (int64, error) {
+	i := 0
+	for i < len(s) && s[i] >= '0' && s[i] <= '9' {
+		i++
+	}
+	n, err := strconv.ParseInt(s[:i], 10, 64)
+	if err != nil || n <= 0 {
+		return 0, fmt.Errorf("%q is not a positive size", s)
+	}
+	var mult int64
+	switch strings.ToLower(strings.TrimSpace(s[i:])) {
+	case "", "b":
+		mult = 1
+	case "k", "kib":
+		mult = 1 << 10
+	case "kb":
+		mult = 1000
+	case "m", "mib":
+		mult = 1 << 20
+	case "mb":
+		mult = 1000 * 1000
+	case "g", "gib":
+		mult = 1 << 30
+	case "gb":
+		mult = 1000 * 1000 * 1000
+	default:
+		return 0, fmt.Errorf("%q: unknown size unit", s)
+	}
+	if n > (1<<62)/mult {
+		return 0, fmt.Errorf("%q is too large", s)
+	}
+	return n * mult, nil
+}
+
+// Interface guards
+var (
+	_ caddyfile.Unmarshaler = (*App)(nil)
+	_ caddyfile.Unmarshaler = (*SSE)(nil)
+	_ caddyfile.Unmarshaler = MemoryBroker{}
+)

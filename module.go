@@ -1,0 +1,389 @@
+// Package push is caddy-push: real-time push for sites behind Caddy.
+// Browsers subscribe over Server-Sent Events (push_sse) or WebSocket; the
+// application publishes through Caddy's admin API (/push/...).
+package push
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+
+	"github.com/caddy-push/push/hub"
+	"github.com/caddy-push/push/sse"
+)
+
+func init() {
+	caddy.RegisterModule(App{})
+	caddy.RegisterModule(SSE{})
+	caddy.RegisterModule(MemoryBroker{})
+}
+
+// hubs holds the process's hub, keyed by broker configuration, so that a
+// config reload keeps history and IDs; only a change of broker replaces it.
+var hubs = caddy.NewUsagePool()
+
+// running is the push app of the running config, for the admin API,
+// which is provisioned before apps and gets no config of its own.
+var running atomic.Pointer[App]
+
+// App is the `push` app: it owns the hub (history, buffers, broker).
+// It is optional in a config; handlers load it with defaults if absent.
+type App struct {
+	// Messages kept per topic for replay; 0 keeps none. Default: 100.
+	History *int `json:"history,omitempty"`
+
+	// How long a message is kept for replay. Default: 1h.
+	HistoryTTL caddy.Duration `json:"history_ttl,omitempty"`
+
+	// Bytes of history kept for all topics together; the oldest messages
+	// are evicted first. Default: 64 MiB.
+	HistoryMaxBytes int64 `json:"history_max_bytes,omitempty"`
+
+	// Messages queued per subscriber; a subscriber whose queue fills is
+	// disconnected, and resumes from its last ID. Default: 256.
+	Buffer int `json:"buffer,omitempty"`
+
+	// Largest payload a publisher may send, in bytes. Default: 1 MiB.
+	MaxMessageSize int64 `json:"max_message_size,omitempty"`
+
+	// The broker that numbers and carries messages. Default: memory.
+	BrokerRaw json.RawMessage `json:"broker,omitempty" caddy:"namespace=push.brokers inline_key=module"`
+
+	hub     *hub.Hub
+	poolKey string
+	logger  *zap.Logger
+}
+
+// CaddyModule returns the Caddy module information.
+func (App) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "push",
+		New: func() caddy.Module { return new(App) },
+	}
+}
+
+// BrokerModule is implemented by push.brokers.* modules. A module is
+// configuration; the broker it opens belongs to the hub, which outlives
+// any one config.
+type BrokerModule interface {
+	OpenBroker(logger *zap.Logger) (hub.Broker, error)
+}
+
+type hubEntry struct{ *hub.Hub }
+
+func (e hubEntry) Destruct() error { return e.Close() }
+
+// Provision sets up the app and obtains the hub.
+func (a *App) Provision(ctx caddy.Context) error {
+	a.logger = ctx.Logger()
+	var bm BrokerModule = MemoryBroker{}
+	a.poolKey = "memory"
+	if a.BrokerRaw != nil {
+		a.poolKey = string(a.BrokerRaw)
+		mod, err := ctx.LoadModule(a, "BrokerRaw")
+		if err != nil {
+			return fmt.Errorf("loading broker: %v", err)
+		}
+		bm = mod.(BrokerModule)
+	}
+	cfg := a.hubConfig()
+	logger := a.logger
+	val, _, err := hubs.LoadOrNew(a.poolKey, func() (caddy.Destructor, error) {
+		b, err := bm.OpenBroker(logger)
+		if err != nil {
+			return nil, err
+		}
+		h, err := hub.New(b, cfg, logger)
+		if err != nil {
+			return nil, err
+		}
+		return hubEntry{h}, nil
+	})
+	if err != nil {
+		return fmt.Errorf("provisioning hub: %v", err)
+	}
+	a.hub = val.(hubEntry).Hub
+	return nil
+}
+
+func (a *App) hubConfig() hub.Config {
+	cfg := hub.Config{
+		HistoryTTL:      time.Duration(a.HistoryTTL),
+		HistoryMaxBytes: a.HistoryMaxBytes,
+		Buffer:          a.Buffer,
+		MaxMessageSize:  a.MaxMessageSize,
+	}
+	if a.History != nil {
+		cfg.History = *a.History
+		if cfg.History == 0 {
+			cfg.History = -1
+		}
+	}
+	return cfg
+}
+
+// Validate checks the configuration.
+func (a *App) Validate() error {
+	switch {
+	case a.History != nil && *a.History < 0:
+		return errors.New("history must not be negative")
+	case a.HistoryTTL < 0:
+		return errors.New("history_ttl must not be negative")
+	case a.HistoryMaxBytes < 0:
+		return errors.New("history_max_bytes must not be negative")
+	case a.Buffer < 0:
+		return errors.New("buffer must not be negative")
+	case a.MaxMessageSize < 0:
+		return errors.New("max_message_size must not be negative")
+	}
+	return nil
+}
+
+// Start applies this config's limits to the hub and makes it the one the
+// admin API publishes to.
+func (a *App) Start() error {
+	a.hub.SetConfig(a.hubConfig())
+	a.hub.SetLogger(a.logger)
+	running.Store(a)
+	return nil
+}
+
+// Stop stops the app.
+func (a *App) Stop() error {
+	running.CompareAndSwap(a, nil)
+	return nil
+}
+
+// Cleanup releases the hub; the last config to use it closes it.
+func (a *App) Cleanup() error {
+	if a.hub == nil {
+		return nil
+	}
+	a.hub = nil
+	_, err := hubs.Delete(a.poolKey)
+	return err
+}
+
+// Hub returns the app's hub.
+func (a *App) Hub() *hub.Hub { return a.hub }
+
+// appHub returns the hub of the push app of ctx's config, loading the
+// app with defaults if the config has none.
+func appHub(ctx caddy.Context) (*hub.Hub, error) {
+	app, err := ctx.App("push")
+	if err != nil {
+		return nil, fmt.Errorf("getting push app: %v", err)
+	}
+	return app.(*App).hub, nil
+}
+
+// MemoryBroker is the in-process broker, the default.
+type MemoryBroker struct{}
+
+// CaddyModule returns the Caddy module information.
+func (MemoryBroker) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "push.brokers.memory",
+		New: func() caddy.Module { return new(MemoryBroker) },
+	}
+}
+
+// OpenBroker implements BrokerModule.
+func (MemoryBroker) OpenBroker(*zap.Logger) (hub.Broker, error) {
+	return new(hub.MemoryBroker), nil
+}
+
+// SSE is the `push_sse` handler: it streams topics to subscribers as
+// Server-Sent Events.
+type SSE struct {
+	Subscriber
+
+	// Interval after which an idle stream gets a comment line, to keep
+	// proxies from closing it; 0 turns it off. Default: 25s.
+	Heartbeat *caddy.Duration `json:"heartbeat,omitempty"`
+
+	// If set, sent once as the SSE `retry:` field: how long the browser
+	// waits before reconnecting. Default: not sent.
+	Retry caddy.Duration `json:"retry,omitempty"`
+
+	hub     *hub.Hub
+	logger  *zap.Logger
+	streams *streamSet
+	opts    sse.Options
+}
+
+// CaddyModule returns the Caddy module information.
+func (SSE) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.push_sse",
+		New: func() caddy.Module { return new(SSE) },
+	}
+}
+
+// DefaultHeartbeat is the default heartbeat and ping interval.
+const DefaultHeartbeat = 25 * time.Second
+
+// writeTimeout bounds one write to a subscriber.
+const writeTimeout = 30 * time.Second
+
+// Provision sets up the handler.
+func (h *SSE) Provision(ctx caddy.Context) error {
+	h.logger = ctx.Logger()
+	h.streams = new(streamSet)
+	if err := h.Subscriber.provision(); err != nil {
+		return err
+	}
+	var err error
+	if h.hub, err = appHub(ctx); err != nil {
+		return err
+	}
+	h.opts = sse.Options{
+		Heartbeat:    DefaultHeartbeat,
+		Retry:        time.Duration(h.Retry),
+		WriteTimeout: writeTimeout,
+	}
+	if h.Heartbeat != nil {
+		h.opts.Heartbeat = time.Duration(*h.Heartbeat)
+	}
+	return nil
+}
+
+// Validate checks the configuration.
+func (h *SSE) Validate() error {
+	if h.Heartbeat != nil && *h.Heartbeat < 0 {
+		return errors.New("heartbeat must not be negative")
+	}
+	if h.Retry < 0 {
+		return errors.New("retry must not be negative")
+	}
+	return nil
+}
+
+// Cleanup ends the streams of this config, so that clients reconnect to
+// the next one and resume.
+func (h *SSE) Cleanup() error {
+	if h.streams != nil {
+		h.streams.endAll()
+	}
+	return nil
+}
+
+// ServeHTTP subscribes the request to its topics and streams them.
+func (h *SSE) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		return caddyhttp.Error(http.StatusMethodNotAllowed, fmt.Errorf("method %s not allowed for an event stream", r.Method))
+	}
+	topics, err := h.requestTopics(r)
+	if err != nil {
+		return err
+	}
+	last, err := lastEventID(r)
+	if err != nil {
+		return err
+	}
+	if r.Method == http.MethodHead {
+		sse.Headers(w.Header())
+		w.WriteHeader(http.StatusOK)
+		return nil
+	}
+
+	stream := sse.NewStream(w, h.opts)
+	defer stream.Finish()
+	sub, start, err := h.hub.Subscribe(topics, hub.SubscribeOptions{LastEventID: last, OnEnd: stream.Interrupt})
+	if err != nil {
+		return caddyhttp.Error(http.StatusServiceUnavailable, err)
+	}
+	defer sub.Close()
+	if !h.streams.add(sub, r) {
+		return caddyhttp.Error(http.StatusServiceUnavailable, hub.ErrShutdown)
+	}
+	defer h.streams.remove(sub)
+
+	if err := stream.Begin(start, last); err != nil {
+		h.logger.Debug("subscriber gone", zap.Error(err))
+		return nil
+	}
+	sub.Sent(len(start.Replay))
+	err = stream.Run(sub, r.Context().Done(), nil)
+	if err == nil {
+		err = sub.Err()
+	}
+	h.logger.Debug("stream ended", zap.Strings("topics", topics), zap.Error(err))
+	return nil
+}
+
+// streamSet tracks one handler's live subscriptions, so that they can be
+// ended when its server shuts down (http.Server.Shutdown waits for
+// streaming responses but never ends them) or its config is unloaded.
+type streamSet struct {
+	mu       sync.Mutex
+	subs     map[*hub.Subscription]struct{}
+	servers  map[*http.Server]struct{}
+	stopping bool
+}
+
+// add registers sub, and hooks the shutdown of the request's server the
+// first time that server is seen. It reports false if the set is already
+// stopping.
+func (s *streamSet) add(sub *hub.Subscription, r *http.Request) bool {
+	srv, _ := r.Context().Value(http.ServerContextKey).(*http.Server)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stopping {
+		return false
+	}
+	if s.subs == nil {
+		s.subs = make(map[*hub.Subscription]struct{})
+		s.servers = make(map[*http.Server]struct{})
+	}
+	s.subs[sub] = struct{}{}
+	if srv != nil {
+		if _, ok := s.servers[srv]; !ok {
+			s.servers[srv] = struct{}{}
+			srv.RegisterOnShutdown(s.endAll)
+		}
+	}
+	return true
+}
+
+func (s *streamSet) remove(sub *hub.Subscription) {
+	s.mu.Lock()
+	delete(s.subs, sub)
+	s.mu.Unlock()
+}
+
+// endAll ends every stream with hub.ErrShutdown; new ones are refused.
+func (s *streamSet) endAll() {
+	s.mu.Lock()
+	s.stopping = true
+	subs := make([]*hub.Subscription, 0, len(s.subs))
+	for sub := range s.subs {
+		subs = append(subs, sub)
+	}
+	s.mu.Unlock()
+	for _, sub := range subs {
+		sub.End(hub.ErrShutdown)
+	}
+}
+
+// Interface guards
+var (
+	_ caddy.App                   = (*App)(nil)
+	_ caddy.Provisioner           = (*App)(nil)
+	_ caddy.Validator             = (*App)(nil)
+	_ caddy.CleanerUpper          = (*App)(nil)
+	_ BrokerModule                = MemoryBroker{}
+	_ caddy.Provisioner           = (*SSE)(nil)
+	_ caddy.Validator             = (*SSE)(nil)
+	_ caddy.CleanerUpper          = (*SSE)(nil)
+	_ caddyhttp.MiddlewareHandler = (*SSE)(nil)
+)
