@@ -234,6 +234,10 @@ const DefaultHeartbeat = 25 * time.Second
 // writeTimeout bounds one write to a subscriber.
 const writeTimeout = 30 * time.Second
 
+// shutdownGrace is how long a stream ended by shutdown or reload may take
+// to finish its last write.
+const shutdownGrace = time.Second
+
 // Provision sets up the handler.
 func (h *SSE) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
@@ -298,7 +302,18 @@ func (h *SSE) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Hand
 
 	stream := sse.NewStream(w, h.opts)
 	defer stream.Finish()
-	sub, start, err := h.hub.Subscribe(topics, hub.SubscribeOptions{LastEventID: last, OnEnd: stream.Interrupt})
+	sub, start, err := h.hub.Subscribe(topics, hub.SubscribeOptions{
+		LastEventID: last,
+		OnEnd: func(reason error) {
+			// A subscriber too slow for its queue is disconnected; on
+			// shutdown, a healthy one gets a moment to see the stream end.
+			grace := shutdownGrace
+			if reason == hub.ErrSlow {
+				grace = 0
+			}
+			stream.Interrupt(grace)
+		},
+	})
 	if err != nil {
 		return caddyhttp.Error(http.StatusServiceUnavailable, err)
 	}

@@ -352,10 +352,11 @@ type SubscribeOptions struct {
 	// LastEventID is the cursor to resume from: an ID, EarliestID, or
 	// empty for live messages only.
 	LastEventID string
-	// OnEnd, if set, is called once when the hub ends the subscription
-	// (too slow, shutdown, hub closed), outside any lock, so that a
-	// transport blocked in a write can be woken. It must not block.
-	OnEnd func()
+	// OnEnd, if set, is called once with the reason when the
+	// subscription is ended by anyone but its owner (too slow, shutdown,
+	// hub closed), outside any lock, so that a transport blocked in a
+	// write can be woken. It must not block.
+	OnEnd func(reason error)
 }
 
 // Subscribe registers a subscriber to topics and, atomically with it,
@@ -439,10 +440,10 @@ func (h *Hub) endLocked(s *Subscription, err error) func() {
 	s.topics = nil
 	delete(h.subs, s)
 	close(s.done)
-	if err == errUnsubscribed {
+	if err == errUnsubscribed || s.onEnd == nil {
 		return nil
 	}
-	return s.onEnd
+	return func() { s.onEnd(err) }
 }
 
 // Close ends every subscription and stops the broker.
@@ -552,7 +553,7 @@ type Subscription struct {
 	hub   *Hub
 	ch    chan *Message
 	done  chan struct{}
-	onEnd func()
+	onEnd func(error)
 
 	// guarded by hub.mu
 	topics []*topic

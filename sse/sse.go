@@ -120,8 +120,9 @@ type Stream struct {
 	// live messages already sent as replay.
 	last uint64
 
-	mu       sync.Mutex // orders Interrupt and Finish
-	finished bool
+	mu          sync.Mutex // orders Interrupt and Finish
+	finished    bool
+	interrupted bool
 }
 
 // NewStream prepares a stream on w.
@@ -132,23 +133,30 @@ func NewStream(w http.ResponseWriter, opts Options) *Stream {
 	return &Stream{w: w, rc: http.NewResponseController(w), opts: opts}
 }
 
-// Interrupt makes a write in progress fail at once. It is safe to call
-// from another goroutine, and does nothing after Finish.
-func (s *Stream) Interrupt() {
+// Interrupt bounds what is left of the stream's life to grace: a write
+// blocked on a client that does not read fails then, and so does the
+// server's final write after the handler returns, which closes the
+// connection. With a grace of 0 the client is disconnected at once. It is
+// safe to call from another goroutine, and does nothing after Finish.
+func (s *Stream) Interrupt(grace time.Duration) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if !s.finished {
-		_ = s.rc.SetWriteDeadline(time.Now())
+		s.interrupted = true
+		_ = s.rc.SetWriteDeadline(time.Now().Add(grace))
 	}
 }
 
-// Finish clears the write deadline so that the connection can serve
-// another request. Call it when the handler returns.
+// Finish is called when the handler returns. Unless the stream was
+// interrupted, it clears the write deadline so that the connection can
+// serve another request.
 func (s *Stream) Finish() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.finished = true
-	_ = s.rc.SetWriteDeadline(time.Time{})
+	if !s.interrupted {
+		_ = s.rc.SetWriteDeadline(time.Time{})
+	}
 }
 
 // Begin writes the status and headers, the retry field, the reset notice
