@@ -139,17 +139,21 @@ func TestSSERequestErrors(t *testing.T) {
 }
 
 func TestSSEPlaceholderTopic(t *testing.T) {
-	tc := startCaddy(t, "", `push_sse /events/* {http.request.header.X-User}`)
-	resp, err := http.Get(tc.url("/events/"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusBadRequest {
-		t.Fatalf("empty placeholder topic: %d, want 400", resp.StatusCode)
+	tc := startCaddy(t, "", `push_sse /events/* user/{http.request.header.X-User}`)
+	for _, user := range []string{"", "a b"} {
+		req, _ := http.NewRequest(http.MethodGet, tc.url("/events/"), nil)
+		req.Header.Set("X-User", user)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest {
+			t.Fatalf("placeholder expanding to %q: %d, want 400", user, resp.StatusCode)
+		}
 	}
 	c := mustSubscribe(t, tc.url("/events/"), http.Header{"X-User": {"alice"}})
-	id := tc.publish("alice", "", "for alice")
+	id := tc.publish("user/alice", "", "for alice")
 	if ev := c.next(t); ev.ID != id || ev.Data != "for alice" {
 		t.Fatalf("got %+v", ev)
 	}

@@ -97,7 +97,7 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 
 // UnmarshalCaddyfile sets up the memory broker: `broker memory`, no
 // arguments.
-func (MemoryBroker) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+func (*MemoryBroker) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // consume broker name
 	if d.NextArg() {
 		return d.ArgErr()
@@ -276,5 +276,5 @@ func parseSize(s string) (int64, error) {
 var (
 	_ caddyfile.Unmarshaler = (*App)(nil)
 	_ caddyfile.Unmarshaler = (*SSE)(nil)
-	_ caddyfile.Unmarshaler = MemoryBroker{}
+	_ caddyfile.Unmarshaler = (*MemoryBroker)(nil)
 )

@@ -84,15 +84,19 @@ func (e hubEntry) Destruct() error { return e.Close() }
 // Provision sets up the app and obtains the hub.
 func (a *App) Provision(ctx caddy.Context) error {
 	a.logger = ctx.Logger()
-	var bm BrokerModule = MemoryBroker{}
+	var bm BrokerModule = new(MemoryBroker)
 	a.poolKey = "memory"
 	if a.BrokerRaw != nil {
-		a.poolKey = string(a.BrokerRaw)
+		key := string(a.BrokerRaw)
 		mod, err := ctx.LoadModule(a, "BrokerRaw")
 		if err != nil {
 			return fmt.Errorf("loading broker: %v", err)
 		}
 		bm = mod.(BrokerModule)
+		// Naming the default broker is no change of broker.
+		if _, isMemory := bm.(*MemoryBroker); !isMemory {
+			a.poolKey = key
+		}
 	}
 	cfg := a.hubConfig()
 	logger := a.logger
@@ -197,7 +201,7 @@ func (MemoryBroker) CaddyModule() caddy.ModuleInfo {
 }
 
 // OpenBroker implements BrokerModule.
-func (MemoryBroker) OpenBroker(*zap.Logger) (hub.Broker, error) {
+func (*MemoryBroker) OpenBroker(*zap.Logger) (hub.Broker, error) {
 	return new(hub.MemoryBroker), nil
 }
 
@@ -396,7 +400,7 @@ var (
 	_ caddy.Provisioner           = (*App)(nil)
 	_ caddy.Validator             = (*App)(nil)
 	_ caddy.CleanerUpper          = (*App)(nil)
-	_ BrokerModule                = MemoryBroker{}
+	_ BrokerModule                = (*MemoryBroker)(nil)
 	_ caddy.Provisioner           = (*SSE)(nil)
 	_ caddy.Validator             = (*SSE)(nil)
 	_ caddy.CleanerUpper          = (*SSE)(nil)

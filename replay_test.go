@@ -105,7 +105,7 @@ func TestReloadKeepsHistoryAndIDs(t *testing.T) {
 		got = append(got, id)
 	}
 	// A changed Caddyfile: the old config's streams end cleanly...
-	if err := tc.load("history 60\n\t\tbuffer 100", `push_sse /events/* news {
+	if err := tc.load("history 60\n\t\tbuffer 100\n\t\tbroker memory", `push_sse /events/* news {
 		heartbeat 10s
 	}`); err != nil {
 		t.Fatal(err)

@@ -89,7 +89,16 @@ func (s *Subscriber) requestTopics(r *http.Request) ([]string, error) {
 	for _, tpl := range s.Topics {
 		t := tpl
 		if repl != nil {
-			t = repl.ReplaceAll(tpl, "")
+			var err error
+			t, err = repl.ReplaceFunc(tpl, func(name string, val any) (any, error) {
+				if val == nil || fmt.Sprint(val) == "" {
+					return nil, fmt.Errorf("placeholder {%s} is empty", name)
+				}
+				return val, nil
+			})
+			if err != nil {
+				return nil, caddyhttp.Error(http.StatusBadRequest, fmt.Errorf("topic template %q: %v", tpl, err))
+			}
 		}
 		if err := hub.ValidTopic(t); err != nil {
 			return nil, caddyhttp.Error(http.StatusBadRequest,
