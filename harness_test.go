@@ -93,8 +93,14 @@ func (tc *testCaddy) load(push, site string) error {
 	if err != nil {
 		return err
 	}
-	return caddy.Load(cfg, true)
+	err = caddy.Load(cfg, true)
+	// Loading a config restarts the admin endpoint: drop connections kept
+	// alive to the old one.
+	adminClient.CloseIdleConnections()
+	return err
 }
+
+var adminClient = &http.Client{Timeout: 30 * time.Second}
 
 func (tc *testCaddy) url(path string) string { return "http://" + tc.http + path }
 
@@ -106,7 +112,7 @@ func (tc *testCaddy) adminDo(method, path, body string) (int, []byte) {
 	if err != nil {
 		tc.t.Fatal(err)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := adminClient.Do(req)
 	if err != nil {
 		tc.t.Fatalf("%s %s: %v", method, path, err)
 	}
