@@ -1,0 +1,281 @@
+package hub
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+func newHub(t *testing.T, cfg Config) *Hub {
+	t.Helper()
+	h, err := New(new(MemoryBroker), cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.Close() })
+	return h
+}
+
+func pub(t *testing.T, h *Hub, topic, data string) string {
+	t.Helper()
+	ids, err := h.Publish(context.Background(), &Message{Topic: topic, Data: []byte(data)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ids[0]
+}
+
+func replayIDs(st Start) []string {
+	var ids []string
+	for _, m := range st.Replay {
+		ids = append(ids, m.ID())
+	}
+	return ids
+}
+
+func TestIDsIncreaseAcrossTopics(t *testing.T) {
+	h := newHub(t, Config{})
+	var last uint64
+	for i := range 10 {
+		id := pub(t, h, fmt.Sprint("t", i%3), "x")
+		epoch, seq, ok := parseID(id)
+		if !ok || epoch != h.Epoch() || seq <= last {
+			t.Fatalf("ID %s after %d", id, last)
+		}
+		last = seq
+	}
+	other := newHub(t, Config{})
+	if other.Epoch() == h.Epoch() {
+		t.Fatal("two hubs share an epoch")
+	}
+}
+
+func TestReplayAcrossTopicsInOrder(t *testing.T) {
+	h := newHub(t, Config{})
+	cursor := pub(t, h, "a", "0")
+	want := []string{pub(t, h, "b", "1"), pub(t, h, "a", "2")}
+	pub(t, h, "c", "not ours")
+	want = append(want, pub(t, h, "b", "3"))
+	sub, st, err := h.Subscribe([]string{"a", "b"}, SubscribeOptions{LastEventID: cursor})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	if st.Reset || strings.Join(replayIDs(st), ",") != strings.Join(want, ",") {
+		t.Fatalf("replay %v reset %v, want %v", replayIDs(st), st.Reset, want)
+	}
+}
+
+func TestHistoryCountCap(t *testing.T) {
+	h := newHub(t, Config{History: 3})
+	var ids []string
+	for i := range 5 {
+		ids = append(ids, pub(t, h, "a", fmt.Sprint(i)))
+	}
+	_, st, _ := h.Subscribe([]string{"a"}, SubscribeOptions{LastEventID: EarliestID})
+	if got := replayIDs(st); strings.Join(got, ",") != strings.Join(ids[2:], ",") {
+		t.Fatalf("earliest = %v, want %v", got, ids[2:])
+	}
+	// ids[1] is the last evicted: resuming from it misses nothing.
+	_, st, _ = h.Subscribe([]string{"a"}, SubscribeOptions{LastEventID: ids[1]})
+	if st.Reset || len(st.Replay) != 3 {
+		t.Fatalf("from last evicted: reset %v replay %d", st.Reset, len(st.Replay))
+	}
+	_, st, _ = h.Subscribe([]string{"a"}, SubscribeOptions{LastEventID: ids[0]})
+	if !st.Reset || len(st.Replay) != 0 || st.Head != ids[4] {
+		t.Fatalf("from evicted: %+v", st)
+	}
+}
+
+func TestHistoryOff(t *testing.T) {
+	h := newHub(t, Config{History: -1})
+	id := pub(t, h, "a", "x")
+	_, st, _ := h.Subscribe([]string{"a"}, SubscribeOptions{LastEventID: EarliestID})
+	if len(st.Replay) != 0 {
+		t.Fatal("history off retained a message")
+	}
+	pub(t, h, "a", "y")
+	if _, st, _ = h.Subscribe([]string{"a"}, SubscribeOptions{LastEventID: id}); !st.Reset {
+		t.Fatal("missed message not reported with history off")
+	}
+}
+
+func TestHistoryBytesCapEvictsOldestOverall(t *testing.T) {
+	size := (&Message{Topic: "a", Data: make([]byte, 1000)}).size()
+	h := newHub(t, Config{HistoryMaxBytes: 3 * size})
+	ids := []string{
+		pub(t, h, "a", strings.Repeat("x", 1000)),
+		pub(t, h, "b", strings.Repeat("x", 1000)),
+		pub(t, h, "a", strings.Repeat("x", 1000)),
+		pub(t, h, "b", strings.Repeat("x", 1000)),
+	}
+	st := h.Stats()
+	if st.Retained != 3 || st.RetainedBytes != 3*size || st.Evicted != 1 {
+		t.Fatalf("stats %+v", st)
+	}
+	_, s, _ := h.Subscribe([]string{"a", "b"}, SubscribeOptions{LastEventID: EarliestID})
+	if got := replayIDs(s); strings.Join(got, ",") != strings.Join(ids[1:], ",") {
+		t.Fatalf("retained %v, want %v", got, ids[1:])
+	}
+	if _, s, _ = h.Subscribe([]string{"a"}, SubscribeOptions{LastEventID: "x"}); !s.Reset {
+		t.Fatal("garbage cursor not reset")
+	}
+	// b lost nothing after ids[0]; a did.
+	if _, s, _ = h.Subscribe([]string{"b"}, SubscribeOptions{LastEventID: ids[0]}); s.Reset {
+		t.Fatal("b reset although it lost nothing")
+	}
+}
+
+func TestHistoryTTL(t *testing.T) {
+	h := newHub(t, Config{HistoryTTL: 50 * time.Millisecond})
+	id := pub(t, h, "a", "old")
+	// The janitor expires it while no one publishes, and the topic goes.
+	deadline := time.Now().Add(5 * time.Second)
+	for h.Stats().Retained != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("message not expired")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if _, ok := h.Topic("a"); ok {
+		t.Fatal("expired topic still listed")
+	}
+	// The topic's tombstone still tells a late resumer it missed something.
+	pub(t, h, "other", "x")
+	if _, st, _ := h.Subscribe([]string{"a"}, SubscribeOptions{LastEventID: "x" + id[1:]}); !st.Reset {
+		t.Fatal("foreign cursor not reset")
+	}
+	cursorBefore := formatID(h.Epoch(), 0)
+	if _, st, _ := h.Subscribe([]string{"a"}, SubscribeOptions{LastEventID: cursorBefore}); !st.Reset {
+		t.Fatal("resume across an expired message not reset")
+	}
+	if _, st, _ := h.Subscribe([]string{"a"}, SubscribeOptions{LastEventID: id}); st.Reset {
+		t.Fatal("resume from the last message of an expired topic reset")
+	}
+}
+
+func TestSlowSubscriberIsCutAndPublisherNeverWaits(t *testing.T) {
+	h := newHub(t, Config{Buffer: 8})
+	var ended []error
+	var mu sync.Mutex
+	slow, _, err := h.Subscribe([]string{"a"}, SubscribeOptions{OnEnd: func(err error) {
+		mu.Lock()
+		ended = append(ended, err)
+		mu.Unlock()
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fast, _, _ := h.Subscribe([]string{"a"}, SubscribeOptions{})
+	got := 0
+	for i := range 1000 { // never blocks although slow reads nothing
+		pub(t, h, "a", fmt.Sprint(i))
+		for len(fast.Messages()) > 0 {
+			<-fast.Messages()
+			got++
+		}
+	}
+	<-slow.Done()
+	if slow.Err() != ErrSlow || got != 1000 {
+		t.Fatalf("slow err %v, fast got %d", slow.Err(), got)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(ended) != 1 || ended[0] != ErrSlow {
+		t.Fatalf("OnEnd calls %v", ended)
+	}
+	if st := h.Stats(); st.DroppedSlow != 1 || st.Subscribers != 1 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+func TestCloseEndsSubscriptions(t *testing.T) {
+	h, _ := New(new(MemoryBroker), Config{}, nil)
+	sub, _, _ := h.Subscribe([]string{"a"}, SubscribeOptions{})
+	h.Close()
+	<-sub.Done()
+	if sub.Err() != ErrClosed {
+		t.Fatal(sub.Err())
+	}
+	if _, err := h.Publish(context.Background(), &Message{Topic: "a"}); err != ErrClosed {
+		t.Fatalf("publish after close: %v", err)
+	}
+	if _, _, err := h.Subscribe([]string{"a"}, SubscribeOptions{}); err != ErrClosed {
+		t.Fatalf("subscribe after close: %v", err)
+	}
+}
+
+func TestValidation(t *testing.T) {
+	h := newHub(t, Config{MaxMessageSize: 10})
+	for _, m := range []*Message{
+		{Topic: ""}, {Topic: "a b"}, {Topic: "a\x00"}, {Topic: "\xff"}, {Topic: strings.Repeat("a", 1025)},
+		{Topic: "a", Event: "x\ny"}, {Topic: "a", Event: "push.reset"}, {Topic: "a", Data: make([]byte, 11)},
+	} {
+		if _, err := h.Publish(context.Background(), m, &Message{Topic: "ok"}); err == nil {
+			t.Errorf("%+v published", m)
+		}
+	}
+	if st := h.Stats(); st.Published != 0 || st.Topics != 0 {
+		t.Fatalf("rejected batch left %+v", st)
+	}
+}
+
+// TestConcurrentPublishAndResume races publishers against subscribers
+// that resume from their last ID; run with -race.
+func TestConcurrentPublishAndResume(t *testing.T) {
+	h := newHub(t, Config{History: 10000, Buffer: 10000})
+	const n = 4000
+	var wg sync.WaitGroup
+	for p := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range n / 4 {
+				pub(t, h, fmt.Sprint("t", (p+i)%2), "x")
+			}
+		}()
+	}
+	errs := make(chan error, 8)
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			last, seen := "", uint64(0)
+			for count := 0; count < n; {
+				sub, st, err := h.Subscribe([]string{"t0", "t1"}, SubscribeOptions{LastEventID: last})
+				if err != nil || st.Reset {
+					errs <- fmt.Errorf("subscribe: %v reset %v", err, st.Reset)
+					return
+				}
+				msgs := st.Replay
+				for range 50 {
+					select {
+					case m := <-sub.Messages():
+						msgs = append(msgs, m)
+					case <-time.After(time.Millisecond):
+					}
+				}
+				sub.Close()
+				for _, m := range msgs {
+					if seen != 0 && m.Seq != seen+1 && last != "" {
+						errs <- fmt.Errorf("after %d got %d", seen, m.Seq)
+						return
+					}
+					seen, last = m.Seq, m.ID()
+					count = int(m.Seq)
+				}
+				if last == "" {
+					last = EarliestID
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+}
