@@ -1,0 +1,133 @@
+package push
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+)
+
+func adapt(t *testing.T, caddyfile string) (string, error) {
+	t.Helper()
+	out, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(caddyfile), map[string]any{"filename": "Caddyfile"})
+	return string(out), err
+}
+
+func TestCaddyfileAdapts(t *testing.T) {
+	out, err := adapt(t, `{
+	push {
+		history 10
+		history_ttl 5m
+		history_max_bytes 1MiB
+		buffer 32
+		max_message_size 64KiB
+		broker memory
+	}
+}
+:8080 {
+	push_sse /events/* news user/{http.auth.user.id} {
+		subscribe chat/* 
+		heartbeat 0
+		retry 2s
+	}
+	respond "fallback"
+}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cfg struct {
+		Apps struct {
+			Push map[string]any
+			HTTP struct {
+				Servers map[string]struct {
+					Routes []json.RawMessage
+				}
+			}
+		}
+	}
+	if err := json.Unmarshal([]byte(out), &cfg); err != nil {
+		t.Fatal(err)
+	}
+	p := cfg.Apps.Push
+	if p["history"] != float64(10) || p["history_ttl"] != float64(300e9) || p["history_max_bytes"] != float64(1<<20) ||
+		p["buffer"] != float64(32) || p["max_message_size"] != float64(64<<10) {
+		t.Fatalf("push app: %v", p)
+	}
+	if b, _ := p["broker"].(map[string]any); b["module"] != "memory" {
+		t.Fatalf("broker: %v", p["broker"])
+	}
+	for _, want := range []string{
+		`"handler":"push_sse"`, `"topic":["news","user/{http.auth.user.id}"]`, `"subscribe":["chat/*"]`,
+		`"heartbeat":0`, `"retry":2000000000`,
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("adapted config lacks %s:\n%s", want, out)
+		}
+	}
+	// push_sse orders itself before respond, with no order line.
+	if strings.Index(out, "push_sse") > strings.Index(out, `"static_response"`) {
+		t.Errorf("push_sse not ordered before respond:\n%s", out)
+	}
+}
+
+func TestCaddyfileErrorsNameFileAndLine(t *testing.T) {
+	for _, c := range []struct{ name, body, want string }{
+		{"unknown subdirective", ":80 {\n\tpush_sse news {\n\t\tbogus 1\n\t}\n}", "Caddyfile:3"},
+		{"no topic", ":80 {\n\tpush_sse /x {\n\t\tretry 1s\n\t}\n}", "Caddyfile:"},
+		{"missing argument", ":80 {\n\tpush_sse {\n\t\ttopic\n\t}\n}", "Caddyfile:3"},
+		{"bad duration", ":80 {\n\tpush_sse news {\n\t\theartbeat soon\n\t}\n}", "Caddyfile:3"},
+		{"bad topic", ":80 {\n\tpush_sse {\n\t\ttopic \"a b\"\n\t}\n}", "Caddyfile:"},
+		{"bad pattern", ":80 {\n\tpush_sse {\n\t\tsubscribe a**\n\t}\n}", "Caddyfile:3"},
+		{"unknown option", "{\n\tpush {\n\t\thistroy 5\n\t}\n}\n:80 {\n\tpush_sse news\n}", "Caddyfile:3"},
+		{"bad count", "{\n\tpush {\n\t\tbuffer 0\n\t}\n}\n:80 {\n\tpush_sse news\n}", "Caddyfile:3"},
+		{"bad size", "{\n\tpush {\n\t\tmax_message_size lots\n\t}\n}\n:80 {\n\tpush_sse news\n}", "Caddyfile:3"},
+		{"unknown broker", "{\n\tpush {\n\t\tbroker carrier-pigeon\n\t}\n}\n:80 {\n\tpush_sse news\n}", "push.brokers.carrier-pigeon"},
+	} {
+		_, err := adapt(t, c.body)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: error %v, want one naming %s", c.name, err, c.want)
+		}
+	}
+}
+
+func TestJSONConfig(t *testing.T) {
+	tc := startCaddy(t, "", `respond "placeholder"`)
+	cfg := fmt.Sprintf(`{
+	"admin": {"listen": %q, "config": {"persist": false}},
+	"storage": {"module": "file_system", "root": %q},
+	"apps": {
+		"push": {"history": 2, "buffer": 16, "broker": {"module": "memory"}},
+		"http": {"servers": {"s": {
+			"listen": [%q],
+			"automatic_https": {"disable": true},
+			"routes": [{"handle": [{"handler": "push_sse", "topic": ["news"], "subscribe": ["x/*"], "heartbeat": "1m"}]}]
+		}}}
+	}
+}`, tc.admin, tc.dir, tc.http)
+	if err := caddy.Load([]byte(cfg), true); err != nil {
+		t.Fatal(err)
+	}
+	adminClient.CloseIdleConnections()
+	c := mustSubscribe(t, tc.url("/?topic=x/1"), nil)
+	a, b := tc.publish("news", "", "1"), tc.publish("x/1", "", "2")
+	for _, id := range []string{a, b} {
+		if ev := c.next(t); ev.ID != id {
+			t.Fatalf("got %+v, want %s", ev, id)
+		}
+	}
+	for range 3 {
+		tc.publish("news", "", "more")
+	}
+	if got := tc.stats()["retained"]; got != float64(3) { // 2 on news, 1 on x/1
+		t.Fatalf("retained = %v, want 3 with history 2", got)
+	}
+
+	// A handler with neither topic nor subscribe is refused.
+	bad := strings.Replace(cfg, `"topic": ["news"], "subscribe": ["x/*"], `, "", 1)
+	if err := caddy.Load([]byte(bad), true); err == nil || !strings.Contains(err.Error(), "no topic and no subscribe") {
+		t.Fatalf("config with no topic: %v", err)
+	}
+}
