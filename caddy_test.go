@@ -264,3 +264,49 @@ func TestAdminErrors(t *testing.T) {
 		t.Fatalf("topic: %d %s", status, body)
 	}
 }
+
+// TestSSEThroughReverseProxy streams through a reverse_proxy (Caddy in
+// front of Caddy, here the same server proxying to itself): events must
+// not be buffered on the way, and resume headers must pass through.
+func TestSSEThroughReverseProxy(t *testing.T) {
+	tc := startCaddy(t, "", `push_sse /events/* news
+	handle_path /proxied/* {
+		rewrite * /events{path}
+		reverse_proxy {http.request.hostport}
+	}`)
+	c := mustSubscribe(t, tc.url("/proxied/"), nil)
+	first := tc.publish("news", "", "via proxy")
+	if ev := c.next(t); ev.ID != first {
+		t.Fatalf("got %+v", ev)
+	}
+	c.close()
+	missed := tc.publish("news", "", "missed")
+	c = mustSubscribe(t, tc.url("/proxied/"), lastID(first))
+	if ev := c.next(t); ev.ID != missed {
+		t.Fatalf("resume through proxy: got %+v, want %s", ev, missed)
+	}
+}
+
+// TestSSEOverHTTP2 streams over cleartext HTTP/2.
+func TestSSEOverHTTP2(t *testing.T) {
+	tc := startCaddy(t, "", `push_sse /events/* news`)
+	var protocols http.Protocols
+	protocols.SetUnencryptedHTTP2(true)
+	client := &http.Client{Transport: &http.Transport{Protocols: &protocols}}
+	resp, err := client.Get(tc.url("/events/"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.ProtoMajor != 2 {
+		t.Fatalf("protocol %s, want HTTP/2", resp.Proto)
+	}
+	c := &sseConn{resp: resp, r: bufio.NewReader(resp.Body), cancel: func() {}, events: make(chan event, 16)}
+	go c.read()
+	for i := range 3 {
+		id := tc.publish("news", "", fmt.Sprint(i))
+		if ev := c.next(t); ev.ID != id {
+			t.Fatalf("got %+v, want %s", ev, id)
+		}
+	}
+}
