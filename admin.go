@@ -47,7 +47,7 @@ func (a AdminAPI) Routes() []caddy.AdminRoute {
 
 func (AdminAPI) serve(w http.ResponseWriter, r *http.Request) error {
 	app := running.Load()
-	if app == nil || app.hub == nil {
+	if app == nil {
 		return apiError(http.StatusServiceUnavailable, errors.New("push app is not running"))
 	}
 	h := app.hub
@@ -63,7 +63,7 @@ func (AdminAPI) serve(w http.ResponseWriter, r *http.Request) error {
 			return methodNotAllowed(w, http.MethodGet)
 		}
 		return writeJSON(w, h.Stats())
-	case path == "topics" || path == "topics/":
+	case path == "topics":
 		if r.Method != http.MethodGet {
 			return methodNotAllowed(w, http.MethodGet)
 		}
@@ -72,6 +72,9 @@ func (AdminAPI) serve(w http.ResponseWriter, r *http.Request) error {
 		topic := strings.TrimPrefix(path, "topics/")
 		switch r.Method {
 		case http.MethodGet:
+			if topic == "" {
+				return writeJSON(w, h.Topics())
+			}
 			info, ok := h.Topic(topic)
 			if !ok {
 				return apiError(http.StatusNotFound, fmt.Errorf("topic %q has no subscribers and no retained messages", topic))
@@ -207,7 +210,7 @@ func decodeStrict(body []byte, v any) error {
 	if err := dec.Decode(v); err != nil {
 		return err
 	}
-	if dec.More() {
+	if _, err := dec.Token(); err != io.EOF {
 		return errors.New("unexpected data after the JSON value")
 	}
 	return nil

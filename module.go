@@ -57,9 +57,10 @@ type App struct {
 	// The broker that numbers and carries messages. Default: memory.
 	BrokerRaw json.RawMessage `json:"broker,omitempty" caddy:"namespace=push.brokers inline_key=module"`
 
-	hub     *hub.Hub
-	poolKey string
-	logger  *zap.Logger
+	hub      *hub.Hub // set in Provision, never changed: the admin API reads it
+	poolKey  string
+	released bool
+	logger   *zap.Logger
 }
 
 // CaddyModule returns the Caddy module information.
@@ -168,10 +169,10 @@ func (a *App) Stop() error {
 
 // Cleanup releases the hub; the last config to use it closes it.
 func (a *App) Cleanup() error {
-	if a.hub == nil {
+	if a.hub == nil || a.released {
 		return nil
 	}
-	a.hub = nil
+	a.released = true
 	_, err := hubs.Delete(a.poolKey)
 	return err
 }
@@ -235,8 +236,10 @@ func (SSE) CaddyModule() caddy.ModuleInfo {
 // DefaultHeartbeat is the default heartbeat and ping interval.
 const DefaultHeartbeat = 25 * time.Second
 
-// writeTimeout bounds one write to a subscriber.
-const writeTimeout = 30 * time.Second
+// writeTimeout bounds one write to a subscriber: a write blocked on a
+// client that stopped reading fails then, which also bounds how long an
+// ended stream can hold its goroutine.
+const writeTimeout = 10 * time.Second
 
 // shutdownGrace is how long a stream ended by shutdown or reload may take
 // to finish its last write.
@@ -306,18 +309,7 @@ func (h *SSE) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Hand
 
 	stream := sse.NewStream(w, h.opts)
 	defer stream.Finish()
-	sub, start, err := h.hub.Subscribe(topics, hub.SubscribeOptions{
-		LastEventID: last,
-		OnEnd: func(reason error) {
-			// A subscriber too slow for its queue is disconnected; on
-			// shutdown, a healthy one gets a moment to see the stream end.
-			grace := shutdownGrace
-			if reason == hub.ErrSlow {
-				grace = 0
-			}
-			stream.Interrupt(grace)
-		},
-	})
+	sub, start, err := h.hub.Subscribe(topics, hub.SubscribeOptions{LastEventID: last})
 	if err != nil {
 		return caddyhttp.Error(http.StatusServiceUnavailable, err)
 	}
@@ -333,8 +325,16 @@ func (h *SSE) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Hand
 	}
 	sub.Sent(len(start.Replay))
 	err = stream.Run(sub, r.Context().Done(), nil)
-	if err == nil {
-		err = sub.Err()
+	if reason := sub.Err(); reason != nil {
+		// Ended by the hub: a subscriber too slow for its queue is
+		// disconnected at once; on shutdown or reload a healthy one gets
+		// a moment to see the stream end cleanly.
+		grace := shutdownGrace
+		if reason == hub.ErrSlow {
+			grace = 0
+		}
+		stream.Interrupt(grace)
+		err = reason
 	}
 	h.logger.Debug("stream ended", zap.Strings("topics", topics), zap.Error(err))
 	return nil

@@ -77,6 +77,7 @@ type Hub struct {
 	cfg    atomic.Pointer[Config]
 	logger atomic.Pointer[zap.Logger]
 
+	isClosed    atomic.Bool // mirrors closed, for Publish
 	published   atomic.Uint64
 	delivered   atomic.Uint64
 	droppedSlow atomic.Uint64
@@ -177,6 +178,9 @@ func (h *Hub) Publish(ctx context.Context, msgs ...*Message) ([]string, error) {
 			return nil, err
 		}
 	}
+	if h.isClosed.Load() {
+		return nil, ErrClosed
+	}
 	if err := h.broker.Publish(ctx, msgs); err != nil {
 		return nil, err
 	}
@@ -238,8 +242,10 @@ func (h *Hub) deliver(msgs []*Message) {
 	h.trimLocked(cfg, now)
 	h.mu.Unlock()
 
+	// The broker may still hold a lock of its own: never let a
+	// transport's hook make the publisher wait.
 	for _, f := range hooks {
-		f()
+		go f()
 	}
 }
 
@@ -454,6 +460,7 @@ func (h *Hub) Close() error {
 		return nil
 	}
 	h.closed = true
+	h.isClosed.Store(true)
 	var hooks []func()
 	for s := range h.subs {
 		if f := h.endLocked(s, ErrClosed); f != nil {

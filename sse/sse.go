@@ -133,11 +133,12 @@ func NewStream(w http.ResponseWriter, opts Options) *Stream {
 	return &Stream{w: w, rc: http.NewResponseController(w), opts: opts}
 }
 
-// Interrupt bounds what is left of the stream's life to grace: a write
-// blocked on a client that does not read fails then, and so does the
-// server's final write after the handler returns, which closes the
-// connection. With a grace of 0 the client is disconnected at once. It is
-// safe to call from another goroutine, and does nothing after Finish.
+// Interrupt bounds what is left of the stream's life to grace: the
+// server's final write after the handler returns fails then if the client
+// does not take it, which closes the connection; further writes through
+// the stream are refused. With a grace of 0 the client is disconnected at
+// once. Call it from the handler's goroutine: Caddy's response writers do
+// not allow deadlines to be set concurrently with writes.
 func (s *Stream) Interrupt(grace time.Duration) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -173,7 +174,15 @@ func (s *Stream) Begin(st hub.Start, lastEventID string) error {
 	if st.Reset {
 		b = append(b, Reset(st.Head, lastEventID)...)
 	}
+	// Replay goes out in bounded writes: a client asking for everything
+	// retained must not make the server copy all of it at once.
 	for _, m := range st.Replay {
+		if len(b) >= s.opts.MaxBatch {
+			if err := s.write(b); err != nil {
+				return err
+			}
+			b = s.buf[:0]
+		}
 		b = append(b, Encode(m)...)
 		s.last = m.Seq
 	}
@@ -238,15 +247,26 @@ func (s *Stream) appendMsg(b []byte, m *hub.Message, n int) ([]byte, int) {
 	return append(b, Encode(m)...), n + 1
 }
 
+// errInterrupted ends a stream whose subscription was ended.
+var errInterrupted = errors.New("stream interrupted")
+
 // write sends b in one write and flushes once.
 func (s *Stream) write(b []byte) error {
-	if len(b) == 0 {
-		return s.rc.Flush()
+	// Extending the deadline must not undo an Interrupt.
+	s.mu.Lock()
+	if s.interrupted {
+		s.mu.Unlock()
+		return errInterrupted
 	}
 	if s.opts.WriteTimeout > 0 {
 		if err := s.rc.SetWriteDeadline(time.Now().Add(s.opts.WriteTimeout)); err != nil && !errors.Is(err, http.ErrNotSupported) {
+			s.mu.Unlock()
 			return err
 		}
+	}
+	s.mu.Unlock()
+	if len(b) == 0 {
+		return s.rc.Flush()
 	}
 	if _, err := s.w.Write(b); err != nil {
 		return err
