@@ -324,7 +324,7 @@ func (h *SSE) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Hand
 		return nil
 	}
 	sub.Sent(len(start.Replay))
-	err = stream.Run(sub, r.Context().Done(), nil)
+	err = stream.Run(sub, r.Context().Done())
 	if reason := sub.Err(); reason != nil {
 		// Ended by the hub: a subscriber too slow for its queue is
 		// disconnected at once; on shutdown or reload a healthy one gets

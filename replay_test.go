@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/http"
 	"testing"
 )
 
@@ -181,5 +180,3 @@ func TestShutdownWithManySubscribers(t *testing.T) {
 		}
 	}
 }
-
-var _ = http.MethodGet

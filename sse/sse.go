@@ -9,7 +9,6 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
-	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -120,8 +119,6 @@ type Stream struct {
 	// live messages already sent as replay.
 	last uint64
 
-	mu          sync.Mutex // orders Interrupt and Finish
-	finished    bool
 	interrupted bool
 }
 
@@ -140,21 +137,14 @@ func NewStream(w http.ResponseWriter, opts Options) *Stream {
 // once. Call it from the handler's goroutine: Caddy's response writers do
 // not allow deadlines to be set concurrently with writes.
 func (s *Stream) Interrupt(grace time.Duration) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if !s.finished {
-		s.interrupted = true
-		_ = s.rc.SetWriteDeadline(time.Now().Add(grace))
-	}
+	s.interrupted = true
+	_ = s.rc.SetWriteDeadline(time.Now().Add(grace))
 }
 
 // Finish is called when the handler returns. Unless the stream was
 // interrupted, it clears the write deadline so that the connection can
 // serve another request.
 func (s *Stream) Finish() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.finished = true
 	if !s.interrupted {
 		_ = s.rc.SetWriteDeadline(time.Time{})
 	}
@@ -189,9 +179,9 @@ func (s *Stream) Begin(st hub.Start, lastEventID string) error {
 	return s.write(b)
 }
 
-// Run streams sub until it ends, the request is done, or stop is closed.
-// It returns nil when the stream ended because of one of those.
-func (s *Stream) Run(sub *hub.Subscription, done <-chan struct{}, stop <-chan struct{}) error {
+// Run streams sub until it ends or the request is done, and then returns
+// nil; it returns the error of a failed write.
+func (s *Stream) Run(sub *hub.Subscription, done <-chan struct{}) error {
 	var timer *time.Timer
 	var tick <-chan time.Time
 	if s.opts.Heartbeat > 0 {
@@ -230,8 +220,6 @@ func (s *Stream) Run(sub *hub.Subscription, done <-chan struct{}, stop <-chan st
 			return nil
 		case <-done:
 			return nil
-		case <-stop:
-			return nil
 		}
 		if timer != nil {
 			timer.Reset(s.opts.Heartbeat)
@@ -253,18 +241,14 @@ var errInterrupted = errors.New("stream interrupted")
 // write sends b in one write and flushes once.
 func (s *Stream) write(b []byte) error {
 	// Extending the deadline must not undo an Interrupt.
-	s.mu.Lock()
 	if s.interrupted {
-		s.mu.Unlock()
 		return errInterrupted
 	}
 	if s.opts.WriteTimeout > 0 {
 		if err := s.rc.SetWriteDeadline(time.Now().Add(s.opts.WriteTimeout)); err != nil && !errors.Is(err, http.ErrNotSupported) {
-			s.mu.Unlock()
 			return err
 		}
 	}
-	s.mu.Unlock()
 	if len(b) == 0 {
 		return s.rc.Flush()
 	}
