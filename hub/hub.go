@@ -351,6 +351,9 @@ type Start struct {
 	Reset bool
 	// Head is the ID after which live messages follow.
 	Head string
+	// HeadSeq is the sequence number of Head: live messages on the
+	// subscribed topics have greater ones.
+	HeadSeq uint64
 }
 
 // SubscribeOptions are the optional parts of a subscription.
@@ -403,7 +406,7 @@ func (h *Hub) Subscribe(topics []string, opts SubscribeOptions) (*Subscription, 
 // startLocked computes what a subscriber to ts resuming from cursor last
 // is sent before live messages.
 func (h *Hub) startLocked(ts []*topic, last string) Start {
-	st := Start{Head: formatID(h.epoch, h.head)}
+	st := Start{Head: formatID(h.epoch, h.head), HeadSeq: h.head}
 	after := uint64(0)
 	switch last {
 	case "":
@@ -592,6 +595,71 @@ func (s *Subscription) End(err error) {
 	if f != nil {
 		f()
 	}
+}
+
+// Add subscribes s to more topics and, atomically with it, reads the
+// history of those topics after cursor last, as Subscribe does. Topics s
+// already has are left as they are and get no replay. Live messages of
+// the new topics follow in the queue; the caller must send the replay
+// before any of them.
+func (s *Subscription) Add(topics []string, last string) (Start, error) {
+	for _, name := range topics {
+		if err := ValidTopic(name); err != nil {
+			return Start{}, err
+		}
+	}
+	h := s.hub
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if s.err != nil {
+		return Start{}, s.err
+	}
+	h.trimLocked(h.cfg.Load(), time.Now())
+	var added []*topic
+	for _, name := range topics {
+		t := h.topicLocked(name)
+		if _, dup := t.subs[s]; dup {
+			continue
+		}
+		t.subs[s] = struct{}{}
+		s.topics = append(s.topics, t)
+		added = append(added, t)
+	}
+	return h.startLocked(added, last), nil
+}
+
+// Remove unsubscribes s from topics it has. Messages of those topics
+// already in the queue stay there.
+func (s *Subscription) Remove(topics []string) {
+	h := s.hub
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if s.err != nil {
+		return
+	}
+	for _, name := range topics {
+		t, ok := h.topics[name]
+		if !ok {
+			continue
+		}
+		if _, sub := t.subs[s]; !sub {
+			continue
+		}
+		delete(t.subs, s)
+		s.topics = slices.DeleteFunc(s.topics, func(x *topic) bool { return x == t })
+		h.dropTopicIfIdleLocked(t)
+	}
+}
+
+// Topics returns the names of the topics s is subscribed to.
+func (s *Subscription) Topics() []string {
+	s.hub.mu.Lock()
+	defer s.hub.mu.Unlock()
+	names := make([]string, len(s.topics))
+	for i, t := range s.topics {
+		names[i] = t.name
+	}
+	return names
 }
 
 // Close is called by the subscriber when it leaves.

@@ -276,3 +276,51 @@ func TestConcurrentPublishAndResume(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestAddAndRemoveTopics(t *testing.T) {
+	h := newHub(t, Config{})
+	a1 := pub(t, h, "a", "a1")
+	pub(t, h, "b", "b1")
+	sub, _, err := h.Subscribe([]string{"a"}, SubscribeOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	pub(t, h, "b", "b2")
+	st, err := sub.Add([]string{"b", "a"}, a1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Replay covers only the new topic, after the cursor.
+	var got []string
+	for _, m := range st.Replay {
+		got = append(got, string(m.Data))
+	}
+	if fmt.Sprint(got) != "[b1 b2]" || st.Reset {
+		t.Fatalf("replay %v reset %v", got, st.Reset)
+	}
+	if names := sub.Topics(); fmt.Sprint(names) != "[a b]" {
+		t.Fatalf("topics %v", names)
+	}
+	pub(t, h, "b", "b3")
+	if m := <-sub.Messages(); string(m.Data) != "b3" || m.Seq <= st.HeadSeq {
+		t.Fatalf("live %q seq %d head %d", m.Data, m.Seq, st.HeadSeq)
+	}
+	sub.Remove([]string{"b", "nope"})
+	pub(t, h, "b", "b4")
+	pub(t, h, "a", "a2")
+	if m := <-sub.Messages(); string(m.Data) != "a2" {
+		t.Fatalf("after remove got %q", m.Data)
+	}
+	if _, err := sub.Add([]string{"bad topic"}, ""); err == nil {
+		t.Fatal("invalid topic accepted")
+	}
+	st, err = sub.Add([]string{"c"}, "other-1")
+	if err != nil || !st.Reset {
+		t.Fatalf("foreign cursor: reset %v err %v", st.Reset, err)
+	}
+	sub.Close()
+	if _, err := sub.Add([]string{"d"}, ""); err == nil {
+		t.Fatal("add after close accepted")
+	}
+}
