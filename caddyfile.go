@@ -19,6 +19,8 @@ func init() {
 	httpcaddyfile.RegisterGlobalOption("push", parseGlobalOption)
 	httpcaddyfile.RegisterHandlerDirective("push_sse", parseSSE)
 	httpcaddyfile.RegisterDirectiveOrder("push_sse", httpcaddyfile.Before, "respond")
+	httpcaddyfile.RegisterHandlerDirective("push_ws", parseWS)
+	httpcaddyfile.RegisterDirectiveOrder("push_ws", httpcaddyfile.Before, "respond")
 }
 
 func parseGlobalOption(d *caddyfile.Dispenser, _ any) (any, error) {
@@ -148,7 +150,89 @@ func (h *SSE) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			return d.Errf("unrecognized push_sse option '%s'", opt)
 		}
 	}
-	return h.Subscriber.checkCaddyfile(d)
+	return h.Subscriber.checkCaddyfile(d, "push_sse", false)
+}
+
+func parseWS(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	ws := new(WS)
+	err := ws.UnmarshalCaddyfile(h.Dispenser)
+	return ws, err
+}
+
+// UnmarshalCaddyfile sets up the handler from Caddyfile tokens:
+//
+//	push_ws [<matcher>] [<topic...>] {
+//		topic            <template...>
+//		subscribe        <pattern...>
+//		publish          <pattern...>
+//		origins          <origin...>
+//		ping             <duration>
+//		format           json|raw
+//		max_message_size <size>
+//	}
+func (h *WS) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // consume directive name
+	h.Topics = append(h.Topics, d.RemainingArgs()...)
+	for d.NextBlock(0) {
+		switch opt := d.Val(); opt {
+		case "topic", "subscribe":
+			if err := h.Subscriber.unmarshalOption(d); err != nil {
+				return err
+			}
+		case "publish":
+			args := d.RemainingArgs()
+			if len(args) == 0 {
+				return d.ArgErr()
+			}
+			for _, p := range args {
+				if _, err := parsePattern(p); err != nil {
+					return d.Errf("publish: %v", err)
+				}
+			}
+			h.Publish = append(h.Publish, args...)
+		case "origins":
+			args := d.RemainingArgs()
+			if len(args) == 0 {
+				return d.ArgErr()
+			}
+			for _, o := range args {
+				if err := checkOrigin(o); err != nil {
+					return d.Err(err.Error())
+				}
+			}
+			h.Origins = append(h.Origins, args...)
+		case "ping":
+			dur, err := durationArg(d, true)
+			if err != nil {
+				return err
+			}
+			p := caddy.Duration(dur)
+			h.Ping = &p
+		case "format":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			h.Format = d.Val()
+			if h.Format != "json" && h.Format != "raw" {
+				return d.Errf("format must be json or raw, not '%s'", h.Format)
+			}
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+		case "max_message_size":
+			size, err := sizeArg(d)
+			if err != nil {
+				return err
+			}
+			h.MaxMessageSize = size
+		default:
+			return d.Errf("unrecognized push_ws option '%s'", opt)
+		}
+	}
+	if h.Format == "raw" && len(h.Publish) > 0 {
+		return d.Err("publish needs format json: format raw ignores client frames")
+	}
+	return h.Subscriber.checkCaddyfile(d, "push_ws", len(h.Publish) > 0)
 }
 
 // unmarshalOption reads a `topic` or `subscribe` line.
@@ -173,9 +257,9 @@ func (s *Subscriber) unmarshalOption(d *caddyfile.Dispenser) error {
 
 // checkCaddyfile reports, with the file and line, a handler that would
 // give subscribers nothing, or a topic that can never be valid.
-func (s *Subscriber) checkCaddyfile(d *caddyfile.Dispenser) error {
-	if len(s.Topics) == 0 && len(s.Subscribe) == 0 {
-		return d.Errf("%s needs a topic or a subscribe pattern", d.Val())
+func (s *Subscriber) checkCaddyfile(d *caddyfile.Dispenser, directive string, allowNone bool) error {
+	if !s.hasTopics() && !allowNone {
+		return d.Errf("%s needs a topic or a subscribe pattern", directive)
 	}
 	for _, t := range s.Topics {
 		if !strings.Contains(t, "{") {

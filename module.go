@@ -4,25 +4,33 @@
 package push
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/gorilla/websocket"
+	"go.uber.org/zap"
+
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
-	"go.uber.org/zap"
 
 	"github.com/caddy-push/push/hub"
 	"github.com/caddy-push/push/sse"
+	"github.com/caddy-push/push/wshub"
 )
 
 func init() {
 	caddy.RegisterModule(App{})
 	caddy.RegisterModule(SSE{})
+	caddy.RegisterModule(WS{})
 	caddy.RegisterModule(MemoryBroker{})
 }
 
@@ -249,6 +257,9 @@ const shutdownGrace = time.Second
 func (h *SSE) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
 	h.streams = new(streamSet)
+	if !h.hasTopics() {
+		return errors.New("no topic and no subscribe: subscribers would get nothing")
+	}
 	if err := h.Subscriber.provision(); err != nil {
 		return err
 	}
@@ -293,7 +304,7 @@ func (h *SSE) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Hand
 		w.Header().Set("Allow", "GET, HEAD")
 		return caddyhttp.Error(http.StatusMethodNotAllowed, fmt.Errorf("method %s not allowed for an event stream", r.Method))
 	}
-	topics, err := h.requestTopics(r)
+	topics, err := h.requestTopics(r, false)
 	if err != nil {
 		return err
 	}
@@ -337,6 +348,228 @@ func (h *SSE) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Hand
 		err = reason
 	}
 	h.logger.Debug("stream ended", zap.Strings("topics", topics), zap.Error(err))
+	return nil
+}
+
+// WS is the `push_ws` handler: it streams topics to subscribers over
+// WebSocket and, where allowed, lets them subscribe and publish with
+// frames of their own.
+type WS struct {
+	Subscriber
+
+	// Patterns of the topics a client may publish to with a publish
+	// frame. Default: none.
+	Publish []string `json:"publish,omitempty"`
+
+	// Origin headers allowed to open a connection, as scheme://host[:port];
+	// `*` allows any. A request without Origin (not from a browser) is
+	// always allowed. Default: the request's own host.
+	Origins []string `json:"origins,omitempty"`
+
+	// Interval of server pings; a client that answers none in two
+	// intervals is disconnected. 0 turns pings off. Default: 25s.
+	Ping *caddy.Duration `json:"ping,omitempty"`
+
+	// The protocol: `json`, one JSON frame per message and JSON frames
+	// from the client, or `raw`, one frame per message holding only its
+	// payload. Default: json.
+	Format string `json:"format,omitempty"`
+
+	// Largest frame a client may send, in bytes; a larger one closes the
+	// connection with 1009. Default: 64 KiB.
+	MaxMessageSize int64 `json:"max_message_size,omitempty"`
+
+	hub       *hub.Hub
+	logger    *zap.Logger
+	streams   *streamSet
+	publish   []pattern
+	anyOrigin bool
+	opts      wshub.Options
+}
+
+// DefaultWSMaxMessageSize is the default largest frame a client may send.
+const DefaultWSMaxMessageSize = 64 << 10
+
+// CaddyModule returns the Caddy module information.
+func (WS) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.push_ws",
+		New: func() caddy.Module { return new(WS) },
+	}
+}
+
+// Provision sets up the handler.
+func (h *WS) Provision(ctx caddy.Context) error {
+	h.logger = ctx.Logger()
+	h.streams = new(streamSet)
+	if !h.hasTopics() && len(h.Publish) == 0 {
+		return errors.New("no topic, subscribe or publish: the connection could do nothing")
+	}
+	if err := h.Subscriber.provision(); err != nil {
+		return err
+	}
+	h.publish = h.publish[:0]
+	for _, p := range h.Publish {
+		pat, err := parsePattern(p)
+		if err != nil {
+			return err
+		}
+		h.publish = append(h.publish, pat)
+	}
+	h.anyOrigin = slices.Contains(h.Origins, "*")
+	var err error
+	if h.hub, err = appHub(ctx); err != nil {
+		return err
+	}
+	h.opts = wshub.Options{
+		Ping:           DefaultHeartbeat,
+		MaxMessageSize: h.MaxMessageSize,
+		MaxTopics:      MaxTopicsPerConnection,
+		CanSubscribe:   h.allowed,
+		CanPublish:     h.canPublish,
+		Publish:        h.publishMessage,
+		Logger:         h.logger,
+	}
+	if h.Ping != nil {
+		h.opts.Ping = time.Duration(*h.Ping)
+	}
+	if h.opts.MaxMessageSize == 0 {
+		h.opts.MaxMessageSize = DefaultWSMaxMessageSize
+	}
+	if h.Format == "raw" {
+		h.opts.Format = wshub.Raw
+	}
+	return nil
+}
+
+// Validate checks the configuration.
+func (h *WS) Validate() error {
+	switch {
+	case h.Ping != nil && *h.Ping < 0:
+		return errors.New("ping must not be negative")
+	case h.MaxMessageSize < 0:
+		return errors.New("max_message_size must not be negative")
+	case h.Format != "" && h.Format != "json" && h.Format != "raw":
+		return fmt.Errorf("format %q: must be json or raw", h.Format)
+	case h.Format == "raw" && len(h.Publish) > 0:
+		return errors.New("publish needs format json: format raw ignores client frames")
+	}
+	for _, o := range h.Origins {
+		if err := checkOrigin(o); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkOrigin reports whether o can be an entry of `origins`.
+func checkOrigin(o string) error {
+	if o == "*" {
+		return nil
+	}
+	u, err := url.Parse(o)
+	if err != nil || u.Scheme == "" || u.Host == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.User != nil {
+		return fmt.Errorf("origin %q: must be scheme://host[:port] or *", o)
+	}
+	return nil
+}
+
+// Cleanup closes the connections of this config with 1001, so that
+// clients reconnect to the next one and resume.
+func (h *WS) Cleanup() error {
+	if h.streams != nil {
+		h.streams.endAll()
+	}
+	return nil
+}
+
+func (h *WS) canPublish(topic string) bool {
+	for _, p := range h.publish {
+		if p.match(topic) {
+			return true
+		}
+	}
+	return false
+}
+
+func (h *WS) publishMessage(ctx context.Context, m *hub.Message) (string, error) {
+	ids, err := h.hub.Publish(ctx, m)
+	if err != nil {
+		return "", err
+	}
+	return ids[0], nil
+}
+
+// originAllowed reports whether the request's Origin may connect.
+func (h *WS) originAllowed(r *http.Request) bool {
+	origin := r.Header.Get("Origin")
+	if origin == "" || h.anyOrigin {
+		return true
+	}
+	if len(h.Origins) == 0 {
+		u, err := url.Parse(origin)
+		return err == nil && strings.EqualFold(u.Host, r.Host)
+	}
+	origin = strings.TrimSuffix(origin, "/")
+	for _, o := range h.Origins {
+		if strings.EqualFold(strings.TrimSuffix(o, "/"), origin) {
+			return true
+		}
+	}
+	return false
+}
+
+// ServeHTTP upgrades the request, subscribes it to its topics and serves
+// the connection.
+func (h *WS) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
+	if r.Method != http.MethodGet {
+		w.Header().Set("Allow", "GET")
+		return caddyhttp.Error(http.StatusMethodNotAllowed, fmt.Errorf("method %s not allowed for a WebSocket", r.Method))
+	}
+	if !websocket.IsWebSocketUpgrade(r) {
+		return caddyhttp.Error(http.StatusBadRequest, wshub.ErrNotUpgrade)
+	}
+	if !h.originAllowed(r) {
+		return caddyhttp.Error(http.StatusForbidden, fmt.Errorf("origin %q not allowed", r.Header.Get("Origin")))
+	}
+	// In format raw the client cannot subscribe with frames: it needs a
+	// topic from the start.
+	topics, err := h.requestTopics(r, h.opts.Format == wshub.JSON)
+	if err != nil {
+		return err
+	}
+	last, err := lastEventID(r)
+	if err != nil {
+		return err
+	}
+
+	var conn atomic.Pointer[wshub.Conn]
+	sub, start, err := h.hub.Subscribe(topics, hub.SubscribeOptions{
+		LastEventID: last,
+		OnEnd: func(reason error) {
+			if c := conn.Load(); c != nil {
+				c.Ended(reason, shutdownGrace)
+			}
+		},
+	})
+	if err != nil {
+		return caddyhttp.Error(http.StatusServiceUnavailable, err)
+	}
+	defer sub.Close()
+	if !h.streams.add(sub, r) {
+		return caddyhttp.Error(http.StatusServiceUnavailable, hub.ErrShutdown)
+	}
+	defer h.streams.remove(sub)
+
+	c, err := wshub.Upgrade(w, r, writeTimeout)
+	if err != nil {
+		// The upgrader has answered the client.
+		h.logger.Debug("upgrade failed", zap.Error(err))
+		return nil
+	}
+	conn.Store(c)
+	err = wshub.Serve(c, sub, start, last, h.opts)
+	h.logger.Debug("websocket ended", zap.Strings("topics", topics), zap.Error(err))
 	return nil
 }
 
@@ -405,4 +638,8 @@ var (
 	_ caddy.Validator             = (*SSE)(nil)
 	_ caddy.CleanerUpper          = (*SSE)(nil)
 	_ caddyhttp.MiddlewareHandler = (*SSE)(nil)
+	_ caddy.Provisioner           = (*WS)(nil)
+	_ caddy.Validator             = (*WS)(nil)
+	_ caddy.CleanerUpper          = (*WS)(nil)
+	_ caddyhttp.MiddlewareHandler = (*WS)(nil)
 )

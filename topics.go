@@ -35,9 +35,6 @@ type Subscriber struct {
 }
 
 func (s *Subscriber) provision() error {
-	if len(s.Topics) == 0 && len(s.Subscribe) == 0 {
-		return errors.New("no topic and no subscribe: subscribers would get nothing")
-	}
 	for _, t := range s.Topics {
 		if !strings.Contains(t, "{") {
 			if err := hub.ValidTopic(t); err != nil {
@@ -56,6 +53,9 @@ func (s *Subscriber) provision() error {
 	return nil
 }
 
+// hasTopics reports whether a connection can get any topic at all.
+func (s *Subscriber) hasTopics() bool { return len(s.Topics) > 0 || len(s.Subscribe) > 0 }
+
 // allowed reports whether a client may add topic.
 func (s *Subscriber) allowed(topic string) bool {
 	for _, p := range s.patterns {
@@ -70,7 +70,7 @@ func (s *Subscriber) allowed(topic string) bool {
 // templates expanded, then those the client asked for with ?topic=,
 // without duplicates. The error is a caddyhttp.HandlerError with the
 // status to answer.
-func (s *Subscriber) requestTopics(r *http.Request) ([]string, error) {
+func (s *Subscriber) requestTopics(r *http.Request, allowNone bool) ([]string, error) {
 	repl, _ := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	topics := make([]string, 0, len(s.Topics)+1)
 	seen := make(map[string]struct{}, len(s.Topics)+1)
@@ -122,7 +122,7 @@ func (s *Subscriber) requestTopics(r *http.Request) ([]string, error) {
 			return nil, err
 		}
 	}
-	if len(topics) == 0 {
+	if len(topics) == 0 && !allowNone {
 		return nil, caddyhttp.Error(http.StatusBadRequest, errors.New("no topic: name one with ?topic="))
 	}
 	return topics, nil

@@ -1,0 +1,197 @@
+// Package wshub serves hub subscriptions over WebSocket: the upgrade
+// (through Caddy's wrapped response writers), the read and write loops,
+// the json and raw protocols, ping/pong and close codes.
+package wshub
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/caddy-push/push/hub"
+)
+
+// Frame opcodes (RFC 6455, section 5.2).
+const (
+	opText   = 0x1
+	opBinary = 0x2
+	opClose  = 0x8
+	opPing   = 0x9
+)
+
+// appendFrame appends one unmasked, unfragmented server frame.
+func appendFrame(b []byte, op byte, payload []byte) []byte {
+	b = append(b, 0x80|op)
+	switch n := len(payload); {
+	case n < 126:
+		b = append(b, byte(n))
+	case n <= 0xFFFF:
+		b = append(b, 126)
+		b = binary.BigEndian.AppendUint16(b, uint16(n))
+	default:
+		b = append(b, 127)
+		b = binary.BigEndian.AppendUint64(b, uint64(n))
+	}
+	return append(b, payload...)
+}
+
+// closeFrame is a close frame with code and a reason of at most 123 bytes.
+func closeFrame(code int, reason string) []byte {
+	if len(reason) > 123 {
+		reason = reason[:123]
+	}
+	p := binary.BigEndian.AppendUint16(make([]byte, 0, 2+len(reason)), uint16(code))
+	return appendFrame(nil, opClose, append(p, reason...))
+}
+
+// conn is the hijacked connection. Every frame is written whole under one
+// lock, so that frames the write loop sends and the control frames that
+// gorilla sends from the read loop (a pong, the close on an oversized
+// frame) never interleave; and each write sets its own deadline.
+type conn struct {
+	net.Conn
+	timeout time.Duration
+
+	mu  sync.Mutex
+	buf []byte // reused to coalesce frames where writev is not available
+}
+
+// Write writes p, one or more whole frames, under the lock and deadline.
+func (c *conn) Write(p []byte) (int, error) { return c.write(p, c.timeout) }
+
+func (c *conn) write(p []byte, timeout time.Duration) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := c.Conn.SetWriteDeadline(time.Now().Add(timeout)); err != nil {
+		return 0, err
+	}
+	return c.Conn.Write(p)
+}
+
+// SetWriteDeadline does nothing: every write sets its own deadline, and
+// gorilla must not move the one of a write in progress.
+func (c *conn) SetWriteDeadline(time.Time) error { return nil }
+
+// SetDeadline sets only the read deadline, for the same reason.
+func (c *conn) SetDeadline(t time.Time) error { return c.Conn.SetReadDeadline(t) }
+
+// maxCoalesce bounds the buffer kept to coalesce frames into one write.
+const maxCoalesce = 64 << 10
+
+// writeFrames writes frames, each one whole frame, in one system call
+// where it can.
+func (c *conn) writeFrames(frames [][]byte) error {
+	if len(frames) == 1 {
+		_, err := c.Write(frames[0])
+		return err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := c.Conn.SetWriteDeadline(time.Now().Add(c.timeout)); err != nil {
+		return err
+	}
+	if tc, ok := c.Conn.(*net.TCPConn); ok {
+		bufs := net.Buffers(frames)
+		_, err := bufs.WriteTo(tc) // writev
+		return err
+	}
+	b := c.buf[:0]
+	for _, f := range frames {
+		b = append(b, f...)
+	}
+	_, err := c.Conn.Write(b)
+	if cap(b) <= maxCoalesce {
+		c.buf = b[:0]
+	} else {
+		c.buf = nil
+	}
+	return err
+}
+
+// lingerClose closes the connection after the close handshake: it sends
+// FIN and discards what the client still sends for a moment, so that the
+// client reads the close frame instead of a reset.
+func (c *conn) lingerClose(wait time.Duration) {
+	if tc, ok := c.Conn.(*net.TCPConn); ok {
+		_ = tc.CloseWrite()
+		_ = tc.SetReadDeadline(time.Now().Add(wait))
+		_, _ = io.CopyN(io.Discard, tc, 1<<20)
+	}
+	_ = c.Conn.Close()
+}
+
+// hijackShim lets gorilla hijack through Caddy's wrapped response writers,
+// which implement Unwrap but not http.Hijacker, and wraps the hijacked
+// connection in a conn.
+type hijackShim struct {
+	http.ResponseWriter
+	timeout time.Duration
+	conn    *conn
+}
+
+func (s *hijackShim) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	nc, brw, err := http.NewResponseController(s.ResponseWriter).Hijack()
+	if err != nil {
+		return nil, nil, err
+	}
+	s.conn = &conn{Conn: nc, timeout: s.timeout}
+	return s.conn, brw, nil
+}
+
+// writeBufferPool keeps gorilla from holding a write buffer per
+// connection; frames are written whole by conn and need none.
+var writeBufferPool = new(sync.Pool)
+
+// ErrNotUpgrade is returned for a request that is not a WebSocket
+// upgrade.
+var ErrNotUpgrade = errors.New("not a WebSocket upgrade request")
+
+// Upgrade answers the handshake and returns the connection. Buffer sizes
+// are left at zero so that gorilla reads through the buffer net/http
+// already has for the connection instead of allocating another one. Once
+// Upgrade has hijacked the connection, an error has already been
+// answered.
+func Upgrade(w http.ResponseWriter, r *http.Request, writeTimeout time.Duration) (*Conn, error) {
+	if !websocket.IsWebSocketUpgrade(r) {
+		return nil, ErrNotUpgrade
+	}
+	shim := &hijackShim{ResponseWriter: w, timeout: writeTimeout}
+	u := websocket.Upgrader{
+		HandshakeTimeout: writeTimeout,
+		WriteBufferPool:  writeBufferPool,
+		// The handler checks Origin before it upgrades.
+		CheckOrigin: func(*http.Request) bool { return true },
+	}
+	ws, err := u.Upgrade(shim, r, nil)
+	if err != nil {
+		return nil, err
+	}
+	return &Conn{ws: ws, conn: shim.conn}, nil
+}
+
+// Conn is an upgraded WebSocket connection, ready for Serve.
+type Conn struct {
+	ws   *websocket.Conn
+	conn *conn
+}
+
+// Close closes the connection without a close handshake.
+func (c *Conn) Close() error { return c.conn.Conn.Close() }
+
+// Ended is the OnEnd hook of the connection's subscription: on shutdown,
+// reload or a closed hub, a connection whose write loop is still stuck
+// writing to the client after grace is closed, so that the loop returns.
+// A subscriber cut for being slow is left to its write deadline.
+func (c *Conn) Ended(reason error, grace time.Duration) {
+	if reason == hub.ErrSlow {
+		return
+	}
+	time.AfterFunc(grace, func() { _ = c.Close() })
+}
