@@ -1,13 +1,10 @@
 package push
 
 import (
-	"bufio"
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"net/http"
-	"os"
-	"os/exec"
 	"slices"
 	"strings"
 	"sync"
@@ -211,70 +208,17 @@ func waitOrFail(t *testing.T, wg *sync.WaitGroup, d time.Duration, stop chan str
 // the server drops it (here: a config reload), it reconnects by itself
 // with its own Last-Event-ID and gets what it missed, exactly once.
 func TestNodeEventSourceResumes(t *testing.T) {
-	requireNode(t)
 	site := "push_sse /events/* news {\n\t\tretry 300ms\n\t}"
 	tc := startCaddy(t, "", site)
-
-	cmd := exec.Command("node", "sse_client.mjs", tc.url("/events/"))
-	cmd.Dir = "testdata/node"
-	cmd.Env = append(os.Environ(), "SSE_EVENTS=update,push.reset", "SSE_TIMEOUT_MS=60000")
-	cmd.Stderr = os.Stderr
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		stdin.Close()
-		_ = cmd.Wait()
-	}()
-	type line struct{ Type, Event, ID, Data, Message string }
-	lines := make(chan line, 100)
-	go func() {
-		defer close(lines)
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			var l line
-			if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
-				t.Errorf("client printed %q", sc.Text())
-				continue
-			}
-			lines <- l
-		}
-	}()
-	// next returns the next line that is not an error report.
-	next := func() line {
-		t.Helper()
-		for {
-			select {
-			case l, ok := <-lines:
-				if !ok {
-					t.Fatal("node client exited")
-				}
-				if l.Type != "error" {
-					return l
-				}
-			case <-time.After(20 * time.Second):
-				t.Fatal("node client said nothing for 20s")
-			}
-		}
-	}
+	c := startNode(t, []string{"SSE_EVENTS=update,push.reset", "SSE_TIMEOUT_MS=60000"}, "sse_client.mjs", tc.url("/events/"))
 	expect := func(id, ev, data string) {
 		t.Helper()
-		if l := next(); l.Type != "event" || l.ID != id || l.Event != ev || l.Data != data {
-			t.Fatalf("node client got %+v, want %s %s %q", l, id, ev, data)
+		if l := c.expect("event"); l["id"] != id || l["event"] != ev || l["data"] != data {
+			t.Fatalf("node client got %v, want %s %s %q", l, id, ev, data)
 		}
 	}
 
-	if l := next(); l.Type != "open" {
-		t.Fatalf("first line %+v, want open", l)
-	}
+	c.expect("open")
 	id1 := tc.publish("news", "", "one")
 	id2 := tc.publish("news", "update", "two\nlines")
 	expect(id1, "message", "one")
@@ -289,15 +233,9 @@ func TestNodeEventSourceResumes(t *testing.T) {
 	}
 	id3 := tc.publish("news", "", "missed three")
 	id4 := tc.publish("news", "update", "missed four")
-	if l := next(); l.Type != "open" {
-		t.Fatalf("after reload got %+v, want a reconnect", l)
-	}
+	c.expect("open")
 	expect(id3, "message", "missed three")
 	expect(id4, "update", "missed four")
 	id5 := tc.publish("news", "", "live five")
 	expect(id5, "message", "live five")
-
-	if _, err := stdin.Write([]byte("quit\n")); err != nil {
-		t.Fatal(err)
-	}
 }

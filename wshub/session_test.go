@@ -1,0 +1,162 @@
+package wshub
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/caddy-push/push/hub"
+)
+
+func newHub(t *testing.T) *hub.Hub {
+	t.Helper()
+	h, err := hub.New(new(hub.MemoryBroker), hub.Config{Buffer: 4096}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.Close() })
+	return h
+}
+
+func publish(t *testing.T, h *hub.Hub, topic string, data []byte) string {
+	t.Helper()
+	ids, err := h.Publish(context.Background(), &hub.Message{Topic: topic, Data: data})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ids[0]
+}
+
+// serve runs Serve behind an httptest server and dials it.
+func serve(t *testing.T, h *hub.Hub, opts Options) *websocket.Conn {
+	t.Helper()
+	if opts.MaxMessageSize == 0 {
+		opts.MaxMessageSize = 1 << 16
+	}
+	opts.MaxTopics = 8
+	opts.CanSubscribe = func(string) bool { return true }
+	opts.CanPublish = func(string) bool { return true }
+	opts.Publish = func(ctx context.Context, m *hub.Message) (string, error) {
+		ids, err := h.Publish(ctx, m)
+		if err != nil {
+			return "", err
+		}
+		return ids[0], nil
+	}
+	subscribed := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		sub, start, err := h.Subscribe([]string{"t"}, hub.SubscribeOptions{})
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer sub.Close()
+		c, err := Upgrade(w, r, 5*time.Second)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		close(subscribed)
+		_ = Serve(c, sub, start, "", opts)
+	}))
+	t.Cleanup(srv.Close)
+	ws, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(srv.URL, "http"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ws.Close() })
+	<-subscribed
+	return ws
+}
+
+func TestFrameLengths(t *testing.T) {
+	h := newHub(t)
+	ws := serve(t, h, Options{Format: Raw})
+	for _, n := range []int{0, 1, 125, 126, 127, 65535, 65536, 70000} {
+		payload := bytes.Repeat([]byte{'a' + byte(n%26)}, n)
+		publish(t, h, "t", payload)
+		_ = ws.SetReadDeadline(time.Now().Add(5 * time.Second))
+		typ, got, err := ws.ReadMessage()
+		if err != nil || typ != websocket.TextMessage || !bytes.Equal(got, payload) {
+			t.Fatalf("length %d: type %d, %d bytes, %v", n, typ, len(got), err)
+		}
+	}
+}
+
+func TestBacklogArrivesInOrder(t *testing.T) {
+	h := newHub(t)
+	ws := serve(t, h, Options{})
+	const n = 2000
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = publish(t, h, "t", []byte(fmt.Sprint(i)))
+	}
+	for i := range ids {
+		_ = ws.SetReadDeadline(time.Now().Add(5 * time.Second))
+		_, got, err := ws.ReadMessage()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := fmt.Sprintf(`{"type":"message","id":%q,"topic":"t","data":"%d"}`, ids[i], i); string(got) != want {
+			t.Fatalf("frame %d: %s, want %s", i, got, want)
+		}
+	}
+}
+
+// countingConn counts the writes that reach the connection.
+type countingConn struct {
+	net.Conn
+	writes atomic.Int64
+}
+
+func (c *countingConn) Write(p []byte) (int, error) {
+	c.writes.Add(1)
+	return c.Conn.Write(p)
+}
+
+func TestQueuedMessagesShareOneWrite(t *testing.T) {
+	h := newHub(t)
+	sub, start, err := h.Subscribe([]string{"t"}, hub.SubscribeOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	for i := range 100 {
+		publish(t, h, "t", []byte(fmt.Sprint(i)))
+	}
+	server, client := net.Pipe()
+	defer client.Close()
+	cc := &countingConn{Conn: server}
+	s := &session{
+		c:     &Conn{conn: &conn{Conn: cc, timeout: time.Second}},
+		sub:   sub,
+		enc:   EncodeJSON,
+		since: map[string]uint64{"t": start.HeadSeq},
+	}
+	received := make(chan []byte)
+	go func() {
+		b, _ := io.ReadAll(client)
+		received <- b
+	}()
+	if err := s.send(<-sub.Messages()); err != nil {
+		t.Fatal(err)
+	}
+	server.Close()
+	got := <-received
+	if w := cc.writes.Load(); w != 1 {
+		t.Fatalf("100 queued messages took %d writes, want 1", w)
+	}
+	if n := bytes.Count(got, []byte(`"type":"message"`)); n != 100 {
+		t.Fatalf("%d messages written, want 100", n)
+	}
+}
