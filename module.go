@@ -555,21 +555,30 @@ func (h *WS) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handl
 	if err != nil {
 		return caddyhttp.Error(http.StatusServiceUnavailable, err)
 	}
-	defer sub.Close()
 	if !h.streams.add(sub, r) {
+		sub.Close()
 		return caddyhttp.Error(http.StatusServiceUnavailable, hub.ErrShutdown)
 	}
-	defer h.streams.remove(sub)
+	end := func() {
+		h.streams.remove(sub)
+		sub.Close()
+	}
 
 	c, err := wshub.Upgrade(w, r, writeTimeout)
 	if err != nil {
 		// The upgrader has answered the client.
+		end()
 		h.logger.Debug("upgrade failed", zap.Error(err))
 		return nil
 	}
 	conn.Store(c)
-	err = wshub.Serve(c, sub, start, last, h.opts)
-	h.logger.Debug("websocket ended", zap.Strings("topics", topics), zap.Error(err))
+	// The connection is ours now: serve it from a goroutine of its own and
+	// let this one, with the stack of Caddy's whole middleware chain, end.
+	go func() {
+		defer end()
+		err := wshub.Serve(c, sub, start, last, h.opts)
+		h.logger.Debug("websocket ended", zap.Strings("topics", topics), zap.Error(err))
+	}()
 	return nil
 }
 
