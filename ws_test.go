@@ -596,3 +596,35 @@ func TestWSShutdownWithManyClients(t *testing.T) {
 		}
 	}
 }
+
+// TestWSThroughReverseProxy runs a WebSocket through a reverse_proxy
+// (Caddy in front of itself), both ways.
+func TestWSThroughReverseProxy(t *testing.T) {
+	tc := startCaddy(t, "", `push_ws /ws/* {
+		subscribe chat/*
+		publish chat/*
+	}
+	handle_path /proxied/* {
+		rewrite * /ws{path}
+		reverse_proxy {http.request.hostport}
+	}`)
+	c := mustDialWS(t, wsURL(tc, "/proxied/?topic=chat/a"))
+	c.send(`{"type":"publish","topic":"chat/a","data":"via proxy","ref":1}`)
+	var ack, msg wsFrame
+	for range 2 {
+		if f := c.frame(); f.Type == "ack" {
+			ack = f
+		} else {
+			msg = f
+		}
+	}
+	if ack.ID == "" || msg.ID != ack.ID || data(msg) != "via proxy" {
+		t.Fatalf("ack %+v, message %+v", ack, msg)
+	}
+	c.Close()
+	missed := tc.publish("chat/a", "", "missed")
+	c = mustDialWS(t, wsURL(tc, "/proxied/?topic=chat/a&last_event_id="+ack.ID))
+	if f := c.message(); f.ID != missed {
+		t.Fatalf("resume through proxy: got %+v, want %s", f, missed)
+	}
+}
