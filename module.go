@@ -425,7 +425,6 @@ func (h *WS) Provision(ctx caddy.Context) error {
 		Ping:           DefaultHeartbeat,
 		MaxMessageSize: h.MaxMessageSize,
 		MaxTopics:      MaxTopicsPerConnection,
-		CanSubscribe:   h.allowed,
 		CanPublish:     h.canPublish,
 		Publish:        h.publishMessage,
 		Logger:         h.logger,
@@ -576,7 +575,10 @@ func (h *WS) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handl
 	// let this one, with the stack of Caddy's whole middleware chain, end.
 	go func() {
 		defer end()
-		err := wshub.Serve(c, sub, start, last, h.opts)
+		opts := h.opts
+		// A client may come back to a topic it was given and left.
+		opts.CanSubscribe = func(t string) bool { return slices.Contains(topics, t) || h.allowed(t) }
+		err := wshub.Serve(c, sub, start, last, opts)
 		h.logger.Debug("websocket ended", zap.Strings("topics", topics), zap.Error(err))
 	}()
 	return nil

@@ -317,6 +317,20 @@ func TestWSClientFrames(t *testing.T) {
 		t.Fatalf("after unsubscribe got %+v, want %s", f, id)
 	}
 
+	// A topic the route gave the connection may be left and taken again.
+	c.send(`{"type":"unsubscribe","topics":["news"],"ref":15}`)
+	if f := c.frame(); f.Type != "ack" {
+		t.Fatalf("unsubscribe news: %+v", f)
+	}
+	gone := tc.publish("news", "", "while away")
+	c.send(fmt.Sprintf(`{"type":"subscribe","topics":["news"],"last_event_id":%q,"ref":16}`, id))
+	if f := c.message(); f.ID != gone {
+		t.Fatalf("resubscribe replay: got %+v, want %s", f, gone)
+	}
+	if f := c.frame(); f.Type != "ack" || string(f.Ref) != "16" {
+		t.Fatalf("resubscribe news: %+v", f)
+	}
+
 	// At most MaxTopicsPerConnection topics.
 	var many []string
 	for i := range MaxTopicsPerConnection {
