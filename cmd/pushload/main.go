@@ -1,0 +1,105 @@
+// Command pushload measures a push server: it opens many SSE or WebSocket
+// subscribers, publishes messages through an HTTP publisher, and reports
+// what arrived, how fast, and what it cost the server.
+//
+// Against caddy-push (go run ./cmd/caddy run --config examples/Caddyfile):
+//
+//	go run ./cmd/pushload -transport sse -sub http://localhost:8080/events/ \
+//		-pub 'http://localhost:2019/push/topics/ticker' -n 100 -m 1000
+//
+// Each payload starts with "s=<sequence> t=<send time in ns>", which is
+// how subscribers count and time it; the server may wrap it (a JSON
+// frame) but must not change it. The body template fills {{payload}},
+// {{payload_url}} (query-escaped) or {{payload_json}} (JSON-escaped), so
+// that other servers can be driven too: a form POST for Mercure, a raw
+// POST for Nchan.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"time"
+)
+
+type headerFlag http.Header
+
+func (h headerFlag) String() string { return "" }
+
+func (h headerFlag) Set(v string) error {
+	k, val, ok := strings.Cut(v, ":")
+	if !ok {
+		return fmt.Errorf("header %q: want Name: value", v)
+	}
+	http.Header(h).Add(strings.TrimSpace(k), strings.TrimSpace(val))
+	return nil
+}
+
+func main() {
+	cfg := Config{SubHeaders: http.Header{}, PubHeaders: http.Header{}}
+	flag.StringVar(&cfg.Transport, "transport", "sse", "sse or ws")
+	flag.StringVar(&cfg.SubURL, "sub", "", "subscriber URL (http:// for SSE, ws:// for WebSocket)")
+	flag.Var(headerFlag(cfg.SubHeaders), "sub-header", "header for subscribers, `Name: value` (repeatable)")
+	flag.IntVar(&cfg.Subscribers, "n", 100, "subscribers")
+	flag.IntVar(&cfg.ConnectConc, "connect-concurrency", 50, "connections opened at once")
+	flag.StringVar(&cfg.PubURL, "pub", "", "publish URL")
+	flag.StringVar(&cfg.PubMethod, "pub-method", http.MethodPost, "publish method")
+	flag.Var(headerFlag(cfg.PubHeaders), "pub-header", "header for publishes, `Name: value` (repeatable)")
+	flag.StringVar(&cfg.PubBody, "pub-body", "{{payload}}", "publish body template: {{payload}}, {{payload_url}}, {{payload_json}}")
+	flag.IntVar(&cfg.Messages, "m", 100, "messages to publish")
+	flag.Float64Var(&cfg.Rate, "rate", 0, "messages a second; 0 publishes flat out")
+	flag.IntVar(&cfg.PubConc, "pub-concurrency", 1, "publishers at once when flat out")
+	flag.IntVar(&cfg.Size, "size", 64, "payload bytes")
+	flag.IntVar(&cfg.PID, "pid", 0, "server process ID, to read its RSS and CPU time from /proc")
+	flag.DurationVar(&cfg.Timeout, "timeout", 2*time.Minute, "the whole run ends by then")
+	flag.DurationVar(&cfg.Settle, "settle", 2*time.Second, "wait after connecting, before RSS is read and publishing starts")
+	flag.DurationVar(&cfg.Drain, "drain", 5*time.Second, "give up on missing messages after nothing arrived for this long")
+	asJSON := flag.Bool("json", false, "print the report as JSON")
+	flag.Parse()
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	rep, err := run(ctx, cfg)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "pushload:", err)
+		os.Exit(2)
+	}
+	if *asJSON {
+		b, _ := json.Marshal(rep)
+		fmt.Println(string(b))
+	} else {
+		printReport(rep)
+	}
+	if rep.ConnectFailed > 0 || rep.Lost != 0 || rep.PublishFailed > 0 || rep.Duplicates > 0 {
+		os.Exit(1)
+	}
+}
+
+func printReport(r *Report) {
+	fmt.Printf("transport        %s\n", r.Transport)
+	fmt.Printf("connected        %d of %d (failed %d)\n", r.Connected, r.Subscribers, r.ConnectFailed)
+	if r.FirstError != "" {
+		fmt.Printf("first error      %s\n", r.FirstError)
+	}
+	fmt.Printf("published        %d (failed %d) in %.3fs\n", r.Published, r.PublishFailed, r.PublishSeconds)
+	fmt.Printf("delivered        %d of %d expected: lost %d, duplicates %d, out of order %d\n",
+		r.Delivered, r.Expected, r.Lost, r.Duplicates, r.OutOfOrder)
+	fmt.Printf("throughput       %.0f deliveries/s over %.3fs\n", r.MsgsPerSecond, r.DeliverSeconds)
+	fmt.Printf("latency ms       p50 %.2f  p90 %.2f  p99 %.2f  max %.2f\n", r.LatencyMs.P50, r.LatencyMs.P90, r.LatencyMs.P99, r.LatencyMs.Max)
+	fmt.Printf("publish rtt ms   p50 %.2f  p90 %.2f  p99 %.2f  max %.2f\n", r.PublishMs.P50, r.PublishMs.P90, r.PublishMs.P99, r.PublishMs.Max)
+	if r.RSSBeforeKB > 0 {
+		fmt.Printf("server RSS       %d KB -> %d KB (%.1f KB per connection)\n", r.RSSBeforeKB, r.RSSAfterKB, r.KBPerConn)
+		fmt.Printf("server CPU       connect %.2fs, publish %.2fs (%.2f µs per delivery)\n", r.CPUConnectSec, r.CPUPublishSec, r.CPUPerDelivered)
+	}
+	if r.Disconnects > 0 {
+		fmt.Printf("disconnects      %d\n", r.Disconnects)
+	}
+	if r.TimedOut {
+		fmt.Printf("timed out\n")
+	}
+}

@@ -1,0 +1,103 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	_ "github.com/caddyserver/caddy/v2/modules/standard"
+
+	_ "github.com/caddy-push/push"
+)
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// TestSmoke runs pushload against a real Caddy with a few subscribers on
+// each transport and checks that every message arrived once, in order.
+func TestSmoke(t *testing.T) {
+	site, admin := freeAddr(t), freeAddr(t)
+	_, port, _ := net.SplitHostPort(site)
+	caddyfile := fmt.Sprintf(`{
+	admin %s
+	persist_config off
+	auto_https off
+	default_bind 127.0.0.1
+	storage file_system %s
+	log {
+		level ERROR
+	}
+}
+:%s {
+	push_sse /events/* bench
+	push_ws /ws/* bench
+}
+`, admin, t.TempDir(), port)
+	cfg, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(caddyfile), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := caddy.Load(cfg, true); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = caddy.Stop() })
+
+	for _, tt := range []struct{ transport, url string }{
+		{"sse", "http://" + site + "/events/"},
+		{"ws", "ws://" + site + "/ws/"},
+	} {
+		t.Run(tt.transport, func(t *testing.T) {
+			rep, err := run(context.Background(), Config{
+				Transport:   tt.transport,
+				SubURL:      tt.url,
+				Subscribers: 8,
+				PubURL:      "http://" + admin + "/push/topics/bench",
+				Messages:    50,
+				Rate:        500,
+				Timeout:     30 * time.Second,
+				Drain:       5 * time.Second,
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("%+v", *rep)
+			if rep.Connected != 8 || rep.Published != 50 || rep.Expected != 400 ||
+				rep.Delivered != 400 || rep.Lost != 0 || rep.Duplicates != 0 || rep.OutOfOrder != 0 || rep.TimedOut {
+				t.Fatalf("report %+v", *rep)
+			}
+			if rep.LatencyMs.P50 <= 0 || rep.LatencyMs.Max < rep.LatencyMs.P99 {
+				t.Fatalf("latency %+v", rep.LatencyMs)
+			}
+		})
+	}
+}
+
+func TestParseStamp(t *testing.T) {
+	p := makePayload(42, 80)
+	if len(p) != 80 {
+		t.Fatalf("payload of %d bytes, want 80", len(p))
+	}
+	seq, sent, ok := parseStamp([]byte(`{"type":"message","data":"` + p + `"}`))
+	if !ok || seq != 42 || time.Since(time.Unix(0, sent)) > time.Minute {
+		t.Fatalf("parsed %d %d %v from %q", seq, sent, ok, p)
+	}
+	for _, bad := range []string{"", "s=", "s=1", "s=1 t=", "x s=a t=1"} {
+		if _, _, ok := parseStamp([]byte(bad)); ok {
+			t.Errorf("%q parsed", bad)
+		}
+	}
+	if got := expandBody("topic=b&data={{payload_url}}", "a b&c"); got != "topic=b&data=a+b%26c" {
+		t.Fatalf("expandBody: %q", got)
+	}
+}
