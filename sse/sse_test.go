@@ -1,7 +1,9 @@
 package sse
 
 import (
+	"bytes"
 	"encoding/base64"
+	"strconv"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -76,4 +78,24 @@ func FuzzAppendEvent(f *testing.F) {
 			t.Fatalf("data %q came back as %q", data, got)
 		}
 	})
+}
+
+func BenchmarkEncode(b *testing.B) {
+	for _, tt := range []struct {
+		name string
+		data []byte
+	}{
+		{"64B", bytes.Repeat([]byte("x"), 64)},
+		{"4KiB-lines", bytes.Repeat([]byte("0123456789abcdef\n"), 4096/17)},
+		{"1KiB-binary", bytes.Repeat([]byte{0xff, 0}, 512)},
+	} {
+		b.Run(tt.name, func(b *testing.B) {
+			b.ReportAllocs()
+			b.SetBytes(int64(len(tt.data)))
+			var buf []byte
+			for i := range b.N {
+				buf = AppendEvent(buf[:0], "1sat0obqqb-"+strconv.Itoa(i), "update", tt.data)
+			}
+		})
+	}
 }

@@ -59,8 +59,10 @@ type conn struct {
 	net.Conn
 	timeout time.Duration
 
-	mu  sync.Mutex
-	buf []byte // reused to coalesce frames where writev is not available
+	mu   sync.Mutex
+	iov  [][]byte    // reused for writev
+	bufs net.Buffers // what writev has left to write
+	buf  []byte      // reused to coalesce frames where writev is not available
 }
 
 // Write writes p, one or more whole frames, under the lock and deadline.
@@ -82,6 +84,9 @@ func (c *conn) SetWriteDeadline(time.Time) error { return nil }
 // SetDeadline sets only the read deadline, for the same reason.
 func (c *conn) SetDeadline(t time.Time) error { return c.Conn.SetReadDeadline(t) }
 
+// keepFrames bounds the frame lists kept per connection between writes.
+const keepFrames = 32
+
 // maxCoalesce bounds the buffer kept to coalesce frames into one write.
 const maxCoalesce = 64 << 10
 
@@ -98,8 +103,15 @@ func (c *conn) writeFrames(frames [][]byte) error {
 		return err
 	}
 	if tc, ok := c.Conn.(*net.TCPConn); ok {
-		bufs := net.Buffers(frames)
-		_, err := bufs.WriteTo(tc) // writev
+		// WriteTo consumes the slice it is called on: give it a field
+		// (so that nothing escapes per write) over a reused array.
+		c.iov = append(c.iov[:0], frames...)
+		c.bufs = c.iov
+		_, err := c.bufs.WriteTo(tc) // writev
+		clear(c.iov)
+		if cap(c.iov) > keepFrames {
+			c.iov = nil // a rare long batch: don't keep its array
+		}
 		return err
 	}
 	b := c.buf[:0]

@@ -295,6 +295,9 @@ func (s *session) flush() error {
 	err := s.c.conn.writeFrames(s.frames)
 	clear(s.frames)
 	s.frames = s.frames[:0]
+	if cap(s.frames) > keepFrames {
+		s.frames = nil
+	}
 	return err
 }
 

@@ -1,0 +1,71 @@
+package hub
+
+import (
+	"context"
+	"fmt"
+	"testing"
+)
+
+// fanout subscribes n subscribers to one topic.
+func fanout(tb testing.TB, n int) (*Hub, []*Subscription) {
+	tb.Helper()
+	h, err := New(new(MemoryBroker), Config{Buffer: 16}, nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { h.Close() })
+	subs := make([]*Subscription, n)
+	for i := range subs {
+		subs[i], _, err = h.Subscribe([]string{"t"}, SubscribeOptions{})
+		if err != nil {
+			tb.Fatal(err)
+		}
+	}
+	return h, subs
+}
+
+// BenchmarkFanout publishes one message to n subscribers and takes it out
+// of every queue, as the subscribers' connections do.
+func BenchmarkFanout(b *testing.B) {
+	for _, n := range []int{1, 100, 10000} {
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			h, subs := fanout(b, n)
+			ctx := context.Background()
+			data := make([]byte, 64)
+			b.ReportAllocs()
+			b.ResetTimer()
+			for range b.N {
+				if _, err := h.Publish(ctx, &Message{Topic: "t", Data: data}); err != nil {
+					b.Fatal(err)
+				}
+				for _, s := range subs {
+					<-s.ch
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/delivery")
+		})
+	}
+}
+
+// TestFanoutAllocatesNothingPerDelivery checks that publishing to many
+// subscribers allocates no more than publishing to one.
+func TestFanoutAllocatesNothingPerDelivery(t *testing.T) {
+	allocs := func(n int) float64 {
+		h, subs := fanout(t, n)
+		ctx := context.Background()
+		data := make([]byte, 64)
+		return testing.AllocsPerRun(200, func() {
+			if _, err := h.Publish(ctx, &Message{Topic: "t", Data: data}); err != nil {
+				t.Fatal(err)
+			}
+			for _, s := range subs {
+				<-s.ch
+			}
+		})
+	}
+	one, many := allocs(1), allocs(1000)
+	t.Logf("allocations per publish: %.1f with 1 subscriber, %.1f with 1000", one, many)
+	if many > one {
+		t.Fatalf("publishing to 1000 subscribers allocates %.1f times, to one %.1f: fan-out allocates per delivery", many, one)
+	}
+}
