@@ -228,9 +228,7 @@ func (h *Hub) deliver(msgs []*Message) {
 			t.evicted = m.Seq
 		}
 		for s := range t.subs {
-			select {
-			case s.ch <- m:
-			default:
+			if !s.enqueue(m) {
 				h.droppedSlow.Add(1)
 				if hook := h.endLocked(s, ErrSlow); hook != nil {
 					hooks = append(hooks, hook)
@@ -380,7 +378,8 @@ func (h *Hub) Subscribe(topics []string, opts SubscribeOptions) (*Subscription, 
 	cfg := h.cfg.Load()
 	s := &Subscription{
 		hub:   h,
-		ch:    make(chan *Message, cfg.Buffer),
+		limit: cfg.Buffer,
+		ready: make(chan struct{}, 1),
 		done:  make(chan struct{}),
 		onEnd: opts.OnEnd,
 	}
@@ -561,17 +560,60 @@ var errUnsubscribed = errors.New("unsubscribed")
 // live messages on its topics.
 type Subscription struct {
 	hub   *Hub
-	ch    chan *Message
+	limit int           // most messages queued; more and it is cut
+	ready chan struct{} // holds a token while the queue is not empty
 	done  chan struct{}
 	onEnd func(error)
+
+	qmu   sync.Mutex
+	queue []*Message // live messages not yet taken, in sequence order
 
 	// guarded by hub.mu
 	topics []*topic
 	err    error
 }
 
-// Messages is the subscriber's queue of live messages, in sequence order.
-func (s *Subscription) Messages() <-chan *Message { return s.ch }
+// enqueue adds m to the queue; it reports false if the queue is full.
+// The queue grows as needed, so an idle subscriber holds no buffer.
+func (s *Subscription) enqueue(m *Message) bool {
+	s.qmu.Lock()
+	n := len(s.queue)
+	if n >= s.limit {
+		s.qmu.Unlock()
+		return false
+	}
+	s.queue = append(s.queue, m)
+	s.qmu.Unlock()
+	if n == 0 {
+		select {
+		case s.ready <- struct{}{}:
+		default:
+		}
+	}
+	return true
+}
+
+// Ready receives a value when messages may be waiting to be taken.
+func (s *Subscription) Ready() <-chan struct{} { return s.ready }
+
+// Take returns every queued message, in sequence order, and empties the
+// queue. buf, if not nil, is an empty slice the caller is done with: the
+// queue reuses its array, so that a subscriber that keeps handing back
+// its last batch allocates nothing.
+func (s *Subscription) Take(buf []*Message) []*Message {
+	s.qmu.Lock()
+	out := s.queue
+	s.queue = buf[:0]
+	s.qmu.Unlock()
+	return out
+}
+
+// Queued reports how many messages wait to be taken.
+func (s *Subscription) Queued() int {
+	s.qmu.Lock()
+	defer s.qmu.Unlock()
+	return len(s.queue)
+}
 
 // Done is closed when the hub ends the subscription; Err then says why.
 func (s *Subscription) Done() <-chan struct{} { return s.done }

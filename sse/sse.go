@@ -189,29 +189,31 @@ func (s *Stream) Run(sub *hub.Subscription, done <-chan struct{}) error {
 		defer timer.Stop()
 		tick = timer.C
 	}
-	msgs := sub.Messages()
+	var batch []*hub.Message
 	for {
 		select {
-		case m := <-msgs:
-			b := s.buf[:0]
-			n := 0
-			b, n = s.appendMsg(b, m, n)
-		drain:
-			for len(b) < s.opts.MaxBatch {
-				select {
-				case m := <-msgs:
-					b, n = s.appendMsg(b, m, n)
-				default:
-					break drain
+		case <-sub.Ready():
+			// Everything queued goes out in writes of up to MaxBatch
+			// bytes; the batch's array goes back to the queue.
+			batch = sub.Take(batch)
+			for i := 0; i < len(batch); {
+				b, n := s.buf[:0], 0
+				for ; i < len(batch) && len(b) < s.opts.MaxBatch; i++ {
+					b, n = s.appendMsg(b, batch[i], n)
 				}
+				if len(b) == 0 {
+					continue
+				}
+				if err := s.write(b); err != nil {
+					return err
+				}
+				sub.Sent(n)
 			}
-			if len(b) == 0 {
-				continue
+			clear(batch)
+			batch = batch[:0]
+			if cap(batch) > keepBatch {
+				batch = nil
 			}
-			if err := s.write(b); err != nil {
-				return err
-			}
-			sub.Sent(n)
 		case <-tick:
 			if err := s.write(heartbeat); err != nil {
 				return err
@@ -234,6 +236,9 @@ func (s *Stream) appendMsg(b []byte, m *hub.Message, n int) ([]byte, int) {
 	s.last = m.Seq
 	return append(b, Encode(m)...), n + 1
 }
+
+// keepBatch bounds the batch array a stream keeps between batches.
+const keepBatch = 64
 
 // errInterrupted ends a stream whose subscription was ended.
 var errInterrupted = errors.New("stream interrupted")

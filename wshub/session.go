@@ -126,7 +126,8 @@ type session struct {
 	// which its messages are sent: queued messages at or below it were
 	// either replayed already or queued before an unsubscribe.
 	since  map[string]uint64
-	frames [][]byte
+	batch  []*hub.Message // taken from the queue
+	frames [][]byte       // about to be written
 }
 
 // Serve streams sub to the connection, starting with start (the replay of
@@ -174,7 +175,6 @@ func (s *session) writeLoop(start hub.Start, last string) error {
 		defer t.Stop()
 		ping = t.C
 	}
-	msgs := s.sub.Messages()
 	for {
 		// An ended subscription wins over what is still queued.
 		select {
@@ -183,8 +183,8 @@ func (s *session) writeLoop(start hub.Start, last string) error {
 		default:
 		}
 		select {
-		case m := <-msgs:
-			if err := s.send(m); err != nil {
+		case <-s.sub.Ready():
+			if err := s.sendQueued(); err != nil {
 				return s.abort(err)
 			}
 		case c := <-s.ctrl:
@@ -215,18 +215,12 @@ func (s *session) begin(start hub.Start, last string, ack []byte) error {
 	}
 	replay := start.Replay
 	if len(replay) > 0 {
-		// Whatever is queued now is older than the head of this start;
-		// send it in order with the replay.
-		msgs := s.sub.Messages()
-	drain:
-		for {
-			select {
-			case m := <-msgs:
-				if s.wanted(m) {
-					replay = append(replay, m)
-				}
-			default:
-				break drain
+		// Whatever is queued now is older than the head of this start,
+		// or a live message of the new topics: send it in order with
+		// the replay.
+		for _, m := range s.sub.Take(nil) {
+			if s.wanted(m) {
+				replay = append(replay, m)
 			}
 		}
 		slices.SortFunc(replay, func(a, b *hub.Message) int { return cmp.Compare(a.Seq, b.Seq) })
@@ -259,32 +253,29 @@ func (s *session) wanted(m *hub.Message) bool {
 	return ok && m.Seq > since
 }
 
-// send writes m and everything queued behind it, in as few writes as it
-// takes.
-func (s *session) send(m *hub.Message) error {
-	s.frames = s.frames[:0]
-	n := 0
-	if s.wanted(m) {
-		s.frames = append(s.frames, s.enc(m))
-		n++
-	}
-	msgs := s.sub.Messages()
-more:
-	for len(s.frames) < maxBatch {
-		select {
-		case m := <-msgs:
-			if s.wanted(m) {
+// sendQueued writes everything queued, up to maxBatch frames a write.
+func (s *session) sendQueued() error {
+	s.batch = s.sub.Take(s.batch)
+	defer func() {
+		clear(s.batch)
+		s.batch = s.batch[:0]
+		if cap(s.batch) > keepFrames {
+			s.batch = nil
+		}
+	}()
+	for i := 0; i < len(s.batch); {
+		n := 0
+		for ; i < len(s.batch) && len(s.frames) < maxBatch; i++ {
+			if m := s.batch[i]; s.wanted(m) {
 				s.frames = append(s.frames, s.enc(m))
 				n++
 			}
-		default:
-			break more
 		}
+		if err := s.flush(); err != nil {
+			return err
+		}
+		s.sub.Sent(n)
 	}
-	if err := s.flush(); err != nil {
-		return err
-	}
-	s.sub.Sent(n)
 	return nil
 }
 

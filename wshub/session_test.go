@@ -148,7 +148,7 @@ func TestQueuedMessagesShareOneWrite(t *testing.T) {
 		b, _ := io.ReadAll(client)
 		received <- b
 	}()
-	if err := s.send(<-sub.Messages()); err != nil {
+	if err := s.sendQueued(); err != nil {
 		t.Fatal(err)
 	}
 	server.Close()

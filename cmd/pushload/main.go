@@ -53,7 +53,7 @@ func main() {
 	flag.StringVar(&cfg.PubBody, "pub-body", "{{payload}}", "publish body template: {{payload}}, {{payload_url}}, {{payload_json}}")
 	flag.IntVar(&cfg.Messages, "m", 100, "messages to publish")
 	flag.Float64Var(&cfg.Rate, "rate", 0, "messages a second; 0 publishes flat out")
-	flag.IntVar(&cfg.PubConc, "pub-concurrency", 1, "publishers at once when flat out")
+	flag.IntVar(&cfg.PubConc, "pub-concurrency", 1, "publishers at once; with more than one, out-of-order counts mean nothing")
 	flag.IntVar(&cfg.Size, "size", 64, "payload bytes")
 	flag.IntVar(&cfg.PID, "pid", 0, "server process ID, to read its RSS and CPU time from /proc")
 	flag.DurationVar(&cfg.Timeout, "timeout", 2*time.Minute, "the whole run ends by then")
