@@ -7,8 +7,10 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"io"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -109,10 +111,21 @@ func Headers(h http.Header) {
 	h.Del("Content-Length")
 }
 
+// Conn is a connection a stream owns outright, such as a hijacked
+// HTTP/1.1 connection: writes go straight to it, and its deadlines may be
+// set from any goroutine.
+type Conn interface {
+	Write([]byte) (int, error)
+	SetWriteDeadline(time.Time) error
+}
+
 // Stream is one subscriber's event stream.
 type Stream struct {
-	w    http.ResponseWriter
-	rc   *http.ResponseController
+	w    io.Writer
+	rw   http.ResponseWriter      // nil on a Conn
+	rc   *http.ResponseController // nil on a Conn
+	conn Conn                     // nil on a ResponseWriter
+	head []byte                   // written before the first event, on a Conn
 	opts Options
 	buf  []byte
 	// last is the sequence number of the last message written, to skip
@@ -127,25 +140,48 @@ func NewStream(w http.ResponseWriter, opts Options) *Stream {
 	if opts.MaxBatch <= 0 {
 		opts.MaxBatch = 64 << 10
 	}
-	return &Stream{w: w, rc: http.NewResponseController(w), opts: opts}
+	return &Stream{w: w, rw: w, rc: http.NewResponseController(w), opts: opts}
+}
+
+// NewConnStream prepares a stream on c, a connection of its own; head is
+// the response's status line and headers, written with the first events.
+func NewConnStream(c Conn, head []byte, opts Options) *Stream {
+	if opts.MaxBatch <= 0 {
+		opts.MaxBatch = 64 << 10
+	}
+	return &Stream{w: c, conn: c, head: head, opts: opts}
+}
+
+func (s *Stream) setWriteDeadline(t time.Time) error {
+	if s.conn != nil {
+		return s.conn.SetWriteDeadline(t)
+	}
+	return s.rc.SetWriteDeadline(t)
+}
+
+func (s *Stream) flush() error {
+	if s.rc == nil {
+		return nil
+	}
+	return s.rc.Flush()
 }
 
 // Interrupt bounds what is left of the stream's life to grace: the
 // server's final write after the handler returns fails then if the client
 // does not take it, which closes the connection; further writes through
 // the stream are refused. With a grace of 0 the client is disconnected at
-// once. Call it from the handler's goroutine: Caddy's response writers do
+// once. Call it from the stream's goroutine: Caddy's response writers do
 // not allow deadlines to be set concurrently with writes.
 func (s *Stream) Interrupt(grace time.Duration) {
 	s.interrupted = true
-	_ = s.rc.SetWriteDeadline(time.Now().Add(grace))
+	_ = s.setWriteDeadline(time.Now().Add(grace))
 }
 
 // Finish is called when the handler returns. Unless the stream was
 // interrupted, it clears the write deadline so that the connection can
 // serve another request.
 func (s *Stream) Finish() {
-	if !s.interrupted {
+	if !s.interrupted && s.rc != nil {
 		_ = s.rc.SetWriteDeadline(time.Time{})
 	}
 }
@@ -153,9 +189,13 @@ func (s *Stream) Finish() {
 // Begin writes the status and headers, the retry field, the reset notice
 // and the replay, and flushes them.
 func (s *Stream) Begin(st hub.Start, lastEventID string) error {
-	Headers(s.w.Header())
-	s.w.WriteHeader(http.StatusOK)
 	b := s.buf[:0]
+	if s.rw != nil {
+		Headers(s.rw.Header())
+		s.rw.WriteHeader(http.StatusOK)
+	} else {
+		b = append(b, s.head...)
+	}
 	if s.opts.Retry > 0 {
 		b = append(b, "retry: "...)
 		b = strconv.AppendInt(b, s.opts.Retry.Milliseconds(), 10)
@@ -198,13 +238,24 @@ func (s *Stream) Run(sub *hub.Subscription, done <-chan struct{}) error {
 			batch = sub.Take(batch)
 			for i := 0; i < len(batch); {
 				b, n := s.buf[:0], 0
+				var pooled *[]byte
+				if len(batch)-i > 1 {
+					// Several messages: build the write in a pooled
+					// buffer rather than growing the stream's own.
+					pooled = batchBufs.Get().(*[]byte)
+					b = (*pooled)[:0]
+				}
 				for ; i < len(batch) && len(b) < s.opts.MaxBatch; i++ {
 					b, n = s.appendMsg(b, batch[i], n)
 				}
-				if len(b) == 0 {
-					continue
+				err := s.write(b)
+				if pooled != nil {
+					if cap(b) <= 2*s.opts.MaxBatch {
+						*pooled = b[:0]
+					}
+					batchBufs.Put(pooled)
 				}
-				if err := s.write(b); err != nil {
+				if err != nil {
 					return err
 				}
 				sub.Sent(n)
@@ -237,6 +288,10 @@ func (s *Stream) appendMsg(b []byte, m *hub.Message, n int) ([]byte, int) {
 	return append(b, Encode(m)...), n + 1
 }
 
+// batchBufs holds the buffers that writes of several messages are built
+// in, shared by all streams.
+var batchBufs = sync.Pool{New: func() any { b := make([]byte, 0, 64<<10); return &b }}
+
 // keepBatch bounds the batch array a stream keeps between batches.
 const keepBatch = 64
 
@@ -250,18 +305,23 @@ func (s *Stream) write(b []byte) error {
 		return errInterrupted
 	}
 	if s.opts.WriteTimeout > 0 {
-		if err := s.rc.SetWriteDeadline(time.Now().Add(s.opts.WriteTimeout)); err != nil && !errors.Is(err, http.ErrNotSupported) {
+		if err := s.setWriteDeadline(time.Now().Add(s.opts.WriteTimeout)); err != nil && !errors.Is(err, http.ErrNotSupported) {
 			return err
 		}
 	}
 	if len(b) == 0 {
-		return s.rc.Flush()
+		return s.flush()
 	}
 	if _, err := s.w.Write(b); err != nil {
 		return err
 	}
-	if cap(b) > cap(s.buf) && cap(b) <= 2*s.opts.MaxBatch {
+	// A pooled buffer (64 KiB and up) is never kept.
+	if cap(b) > cap(s.buf) && cap(b) <= keepBuf {
 		s.buf = b[:0]
 	}
-	return s.rc.Flush()
+	return s.flush()
 }
+
+// keepBuf bounds the write buffer a stream keeps between writes: a burst
+// must not leave every connection holding a large buffer.
+const keepBuf = 4 << 10
