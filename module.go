@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/url"
 	"slices"
@@ -383,6 +384,7 @@ type WS struct {
 	logger    *zap.Logger
 	streams   *streamSet
 	publish   []pattern
+	origins   []string // normalized
 	anyOrigin bool
 	opts      wshub.Options
 }
@@ -417,6 +419,12 @@ func (h *WS) Provision(ctx caddy.Context) error {
 		h.publish = append(h.publish, pat)
 	}
 	h.anyOrigin = slices.Contains(h.Origins, "*")
+	h.origins = h.origins[:0]
+	for _, o := range h.Origins {
+		if u, err := url.Parse(o); err == nil && o != "*" {
+			h.origins = append(h.origins, normalOrigin(u))
+		}
+	}
 	var err error
 	if h.hub, err = appHub(ctx); err != nil {
 		return err
@@ -467,8 +475,10 @@ func checkOrigin(o string) error {
 		return nil
 	}
 	u, err := url.Parse(o)
-	if err != nil || u.Scheme == "" || u.Host == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.User != nil {
-		return fmt.Errorf("origin %q: must be scheme://host[:port] or *", o)
+	if err != nil || u.Scheme == "" || u.Host == "" || (u.Path != "" && u.Path != "/") ||
+		u.RawQuery != "" || u.Fragment != "" || u.User != nil || strings.Contains(o, "#") ||
+		strings.Contains(u.Host, "*") {
+		return fmt.Errorf("origin %q: must be scheme://host[:port] or * (no paths or wildcards)", o)
 	}
 	return nil
 }
@@ -505,17 +515,46 @@ func (h *WS) originAllowed(r *http.Request) bool {
 	if origin == "" || h.anyOrigin {
 		return true
 	}
+	u, err := url.Parse(origin)
+	if err != nil || u.Host == "" {
+		return false
+	}
 	if len(h.Origins) == 0 {
-		u, err := url.Parse(origin)
-		return err == nil && strings.EqualFold(u.Host, r.Host)
+		return sameHost(u.Host, r.Host)
 	}
-	origin = strings.TrimSuffix(origin, "/")
-	for _, o := range h.Origins {
-		if strings.EqualFold(strings.TrimSuffix(o, "/"), origin) {
-			return true
+	o := normalOrigin(u)
+	return slices.Contains(h.origins, o)
+}
+
+// normalOrigin is u as scheme://host[:port], lowercase, without the
+// scheme's default port: browsers leave it out of Origin.
+func normalOrigin(u *url.URL) string {
+	scheme := strings.ToLower(u.Scheme)
+	host := strings.ToLower(u.Hostname())
+	if strings.Contains(host, ":") {
+		host = "[" + host + "]"
+	}
+	port := u.Port()
+	if (scheme == "http" && port == "80") || (scheme == "https" && port == "443") {
+		port = ""
+	}
+	if port != "" {
+		host += ":" + port
+	}
+	return scheme + "://" + host
+}
+
+// sameHost compares two host[:port] values, ignoring case and the ports
+// 80 and 443, which one side may spell out and the other leave out.
+func sameHost(a, b string) bool {
+	strip := func(h string) string {
+		h = strings.ToLower(h)
+		if host, port, err := net.SplitHostPort(h); err == nil && (port == "80" || port == "443") {
+			return host
 		}
+		return strings.Trim(h, "[]")
 	}
-	return false
+	return strip(a) == strip(b)
 }
 
 // ServeHTTP upgrades the request, subscribes it to its topics and serves
@@ -575,6 +614,13 @@ func (h *WS) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handl
 	// let this one, with the stack of Caddy's whole middleware chain, end.
 	go func() {
 		defer end()
+		defer func() {
+			// This goroutine is not a handler's: nothing above recovers.
+			if v := recover(); v != nil {
+				h.logger.Error("panic serving a WebSocket", zap.Any("panic", v), zap.Stack("stack"))
+				_ = c.Close()
+			}
+		}()
 		opts := h.opts
 		// A client may come back to a topic it was given and left.
 		opts.CanSubscribe = func(t string) bool { return slices.Contains(topics, t) || h.allowed(t) }

@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/httptest"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -640,5 +642,102 @@ func TestWSThroughReverseProxy(t *testing.T) {
 	c = mustDialWS(t, wsURL(tc, "/proxied/?topic=chat/a&last_event_id="+ack.ID))
 	if f := c.message(); f.ID != missed {
 		t.Fatalf("resume through proxy: got %+v, want %s", f, missed)
+	}
+}
+
+// TestWSFramesTakeEffectInOrder sends a subscribe and a publish to the
+// same topic back to back: the publish must see the subscription.
+func TestWSFramesTakeEffectInOrder(t *testing.T) {
+	tc := startCaddy(t, "", `push_ws /ws/* {
+		subscribe chat/*
+		publish chat/*
+	}`)
+	for i := range 20 {
+		c := mustDialWS(t, wsURL(tc, "/ws/"))
+		topic := fmt.Sprint("chat/", i)
+		c.send(`{"type":"subscribe","topics":["` + topic + `"],"ref":1}`)
+		c.send(`{"type":"publish","topic":"` + topic + `","data":"echo","ref":2}`)
+		if f := c.frame(); f.Type != "ack" || string(f.Ref) != "1" {
+			t.Fatalf("subscribe answer %+v", f)
+		}
+		var ack, msg wsFrame
+		for range 2 {
+			if f := c.frame(); f.Type == "ack" {
+				ack = f
+			} else {
+				msg = f
+			}
+		}
+		if ack.ID == "" || msg.Type != "message" || msg.ID != ack.ID {
+			t.Fatalf("round %d: ack %+v, message %+v", i, ack, msg)
+		}
+		// Subscribing again to what the connection has: an ack, no reset.
+		c.send(`{"type":"subscribe","topics":["` + topic + `"],"last_event_id":"foreign-1","ref":3}`)
+		if f := c.frame(); f.Type != "ack" || string(f.Ref) != "3" {
+			t.Fatalf("resubscribe: got %+v, want only an ack", f)
+		}
+		c.Close()
+	}
+	// A foreign cursor on a connection without topics resets nothing
+	// until a topic is added; then once.
+	c := mustDialWS(t, wsURL(tc, "/ws/?last_event_id=foreign-9"))
+	c.send(`{"type":"subscribe","topics":["chat/x"],"last_event_id":"foreign-9","ref":4}`)
+	if f := c.frame(); f.Type != "reset" {
+		t.Fatalf("got %+v, want one reset", f)
+	}
+	if f := c.frame(); f.Type != "ack" {
+		t.Fatalf("got %+v, want the ack", f)
+	}
+}
+
+func TestWSOriginMatching(t *testing.T) {
+	h := &WS{Origins: []string{"https://App.Example.com:443", "http://localhost:8080"}}
+	if err := h.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	h.anyOrigin = false
+	for _, o := range h.Origins {
+		u, _ := url.Parse(o)
+		h.origins = append(h.origins, normalOrigin(u))
+	}
+	req := func(origin, host string) *http.Request {
+		r := httptest.NewRequest(http.MethodGet, "http://"+host+"/ws/", nil)
+		r.Header.Set("Origin", origin)
+		return r
+	}
+	for _, tt := range []struct {
+		origin string
+		want   bool
+	}{
+		{"https://app.example.com", true},
+		{"https://app.example.com:443", true},
+		{"http://app.example.com", false},
+		{"http://localhost:8080", true},
+		{"http://localhost", false},
+		{"null", false},
+	} {
+		if got := h.originAllowed(req(tt.origin, "x")); got != tt.want {
+			t.Errorf("origins list, Origin %q: %v, want %v", tt.origin, got, tt.want)
+		}
+	}
+	same := &WS{}
+	for _, tt := range []struct {
+		origin, host string
+		want         bool
+	}{
+		{"https://example.com", "example.com:443", true},
+		{"https://EXAMPLE.com", "example.com", true},
+		{"http://example.com:8080", "example.com:8080", true},
+		{"http://example.com:8080", "example.com", false},
+		{"https://evil.com", "example.com", false},
+	} {
+		if got := same.originAllowed(req(tt.origin, tt.host)); got != tt.want {
+			t.Errorf("same host %q, Origin %q: %v, want %v", tt.host, tt.origin, got, tt.want)
+		}
+	}
+	for _, bad := range []string{"https://*.example.com", "https://a.com#x", "https://a.com/path", "example.com"} {
+		if err := checkOrigin(bad); err == nil {
+			t.Errorf("origin %q accepted", bad)
+		}
 	}
 }

@@ -407,10 +407,11 @@ func (h *Hub) Subscribe(topics []string, opts SubscribeOptions) (*Subscription, 
 func (h *Hub) startLocked(ts []*topic, last string) Start {
 	st := Start{Head: formatID(h.epoch, h.head), HeadSeq: h.head}
 	after := uint64(0)
-	switch last {
-	case "":
+	switch {
+	case last == "" || len(ts) == 0:
+		// No cursor, or no topic it could have missed anything on.
 		return st
-	case EarliestID:
+	case last == EarliestID:
 	default:
 		epoch, seq, ok := parseID(last)
 		if !ok || epoch != h.epoch || seq > h.head {

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/gorilla/websocket"
 
@@ -46,6 +47,9 @@ func appendFrame(b []byte, op byte, payload []byte) []byte {
 func closeFrame(code int, reason string) []byte {
 	if len(reason) > 123 {
 		reason = reason[:123]
+		for !utf8.ValidString(reason) {
+			reason = reason[:len(reason)-1]
+		}
 	}
 	p := binary.BigEndian.AppendUint16(make([]byte, 0, 2+len(reason)), uint16(code))
 	return appendFrame(nil, opClose, append(p, reason...))
@@ -62,7 +66,6 @@ type conn struct {
 	mu   sync.Mutex
 	iov  [][]byte    // reused for writev
 	bufs net.Buffers // what writev has left to write
-	buf  []byte      // reused to coalesce frames where writev is not available
 }
 
 // Write writes p, one or more whole frames, under the lock and deadline.
@@ -87,8 +90,12 @@ func (c *conn) SetDeadline(t time.Time) error { return c.Conn.SetReadDeadline(t)
 // keepFrames bounds the frame lists kept per connection between writes.
 const keepFrames = 32
 
-// maxCoalesce bounds the buffer kept to coalesce frames into one write.
+// maxCoalesce bounds one write of coalesced frames.
 const maxCoalesce = 64 << 10
+
+// coalesceBufs holds the buffers frames are coalesced in, shared by all
+// connections, so that an idle connection keeps none.
+var coalesceBufs = sync.Pool{New: func() any { b := make([]byte, 0, maxCoalesce); return &b }}
 
 // writeFrames writes frames, each one whole frame, in one system call
 // where it can.
@@ -114,27 +121,53 @@ func (c *conn) writeFrames(frames [][]byte) error {
 		}
 		return err
 	}
-	b := c.buf[:0]
+	// No writev (TLS): copy frames into writes of up to maxCoalesce
+	// bytes; a frame as large as that is written from where it is.
+	var pooled *[]byte
+	var b []byte
+	defer func() {
+		if pooled != nil {
+			*pooled = b[:0]
+			coalesceBufs.Put(pooled)
+		}
+	}()
 	for _, f := range frames {
+		if len(b) > 0 && len(b)+len(f) > maxCoalesce {
+			if _, err := c.Conn.Write(b); err != nil {
+				return err
+			}
+			b = b[:0]
+		}
+		if len(f) >= maxCoalesce {
+			if _, err := c.Conn.Write(f); err != nil {
+				return err
+			}
+			continue
+		}
+		if pooled == nil {
+			pooled = coalesceBufs.Get().(*[]byte)
+			b = (*pooled)[:0]
+		}
 		b = append(b, f...)
 	}
-	_, err := c.Conn.Write(b)
-	if cap(b) <= maxCoalesce {
-		c.buf = b[:0]
-	} else {
-		c.buf = nil
+	if len(b) > 0 {
+		if _, err := c.Conn.Write(b); err != nil {
+			return err
+		}
 	}
-	return err
+	return nil
 }
 
 // lingerClose closes the connection after the close handshake: it sends
 // FIN and discards what the client still sends for a moment, so that the
 // client reads the close frame instead of a reset.
 func (c *conn) lingerClose(wait time.Duration) {
-	if tc, ok := c.Conn.(*net.TCPConn); ok {
-		_ = tc.CloseWrite()
-		_ = tc.SetReadDeadline(time.Now().Add(wait))
-		_, _ = io.CopyN(io.Discard, tc, 1<<20)
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		c.mu.Lock() // no write may follow the FIN
+		_ = cw.CloseWrite()
+		c.mu.Unlock()
+		_ = c.Conn.SetReadDeadline(time.Now().Add(wait))
+		_, _ = io.CopyN(io.Discard, c.Conn, 1<<20)
 	}
 	_ = c.Conn.Close()
 }

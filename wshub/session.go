@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -103,8 +104,9 @@ func EncodeRaw(m *hub.Message) []byte {
 // ctrl is work the read loop hands to the write loop: a subscribe or
 // unsubscribe frame to carry out, or a frame to send.
 type ctrl struct {
-	frame *Frame // subscribe or unsubscribe
-	out   []byte // a JSON frame to send
+	frame *Frame        // subscribe or unsubscribe
+	done  chan struct{} // closed once frame is carried out
+	out   []byte        // a JSON frame to send
 }
 
 // session is one connection's state. The write loop runs in the handler's
@@ -119,8 +121,9 @@ type session struct {
 
 	ctrl       chan ctrl
 	readDone   chan struct{}
-	readErr    error // set before readDone is closed
-	writerDone chan struct{}
+	readErr    error         // set before readDone is closed
+	writerDone chan struct{} // closed once frames are no longer served
+	stopOnce   sync.Once
 
 	// since holds, for each subscribed topic, the sequence number after
 	// which its messages are sent: queued messages at or below it were
@@ -157,7 +160,7 @@ func Serve(c *Conn, sub *hub.Subscription, start hub.Start, last string, opts Op
 	}
 	go s.readLoop()
 	err := s.writeLoop(start, last)
-	close(s.writerDone)
+	s.stopFrames()
 	<-s.readDone
 	return err
 }
@@ -184,6 +187,13 @@ func (s *session) writeLoop(start hub.Start, last string) error {
 		}
 		select {
 		case <-s.sub.Ready():
+			// After gorilla has closed (1009, a protocol error) no data
+			// frame may follow.
+			select {
+			case <-s.readDone:
+				return s.readEnded()
+			default:
+			}
 			if err := s.sendQueued(); err != nil {
 				return s.abort(err)
 			}
@@ -301,6 +311,7 @@ func (s *session) handle(c ctrl) error {
 	if c.frame == nil {
 		return s.sendJSON(c.out)
 	}
+	defer close(c.done)
 	f := c.frame
 	switch f.Type {
 	case TypeUnsubscribe:
@@ -315,6 +326,10 @@ func (s *session) handle(c ctrl) error {
 			if _, ok := s.since[t]; !ok && !slices.Contains(add, t) {
 				add = append(add, t)
 			}
+		}
+		if len(add) == 0 {
+			// Nothing new: no replay, no reset.
+			return s.sendJSON(AckFrame(f.Ref, ""))
 		}
 		if len(s.since)+len(add) > s.opts.MaxTopics {
 			return s.sendJSON(ErrorFrame(f.Ref, fmt.Errorf("more than %d topics on one connection", s.opts.MaxTopics)))
@@ -368,13 +383,21 @@ func (s *session) readEnded() error {
 
 // abort ends a session whose connection failed.
 func (s *session) abort(err error) error {
+	s.stopFrames()
 	_ = s.c.Close()
 	return err
+}
+
+// stopFrames tells the read loop that no more frames will be carried out
+// or answered: the session is closing.
+func (s *session) stopFrames() {
+	s.stopOnce.Do(func() { close(s.writerDone) })
 }
 
 // close sends a close frame with code (none if 0), waits for the client
 // to answer or leave, and closes the connection.
 func (s *session) close(code int, reason string) {
+	s.stopFrames()
 	if code != 0 {
 		if _, err := s.c.conn.write(closeFrame(code, reason), closeWait); err != nil {
 			_ = s.c.Close()
@@ -464,9 +487,9 @@ func (s *session) serveFrame(typ int, data []byte) bool {
 				return s.answer(ErrorFrame(f.Ref, fmt.Errorf("topic %q may not be subscribed to here", t)))
 			}
 		}
-		return s.enqueue(ctrl{frame: f})
+		return s.carryOut(f)
 	case TypeUnsubscribe:
-		return s.enqueue(ctrl{frame: f})
+		return s.carryOut(f)
 	case TypePublish:
 		if !s.opts.CanPublish(f.Topic) {
 			return s.answer(ErrorFrame(f.Ref, fmt.Errorf("topic %q may not be published to here", f.Topic)))
@@ -483,6 +506,22 @@ func (s *session) serveFrame(typ int, data []byte) bool {
 }
 
 func (s *session) answer(b []byte) bool { return s.enqueue(ctrl{out: b}) }
+
+// carryOut has the write loop carry out a subscribe or unsubscribe frame
+// and waits for it, so that the client's next frame (a publish to the
+// topic it just joined, say) sees its effect.
+func (s *session) carryOut(f *Frame) bool {
+	done := make(chan struct{})
+	if !s.enqueue(ctrl{frame: f, done: done}) {
+		return false
+	}
+	select {
+	case <-done:
+		return true
+	case <-s.writerDone:
+		return false
+	}
+}
 
 func (s *session) enqueue(c ctrl) bool {
 	select {
