@@ -311,3 +311,25 @@ func TestSSEOverHTTP2(t *testing.T) {
 		}
 	}
 }
+
+// TestSSEOverHTTP1 checks the HTTP/1 stream, which is served from the
+// connection itself: headers set by earlier handlers are kept, the body is
+// close-delimited, and a client that leaves is noticed.
+func TestSSEOverHTTP1(t *testing.T) {
+	tc := startCaddy(t, "", `header X-Frame-Options DENY
+	push_sse /events/* news`)
+	c := mustSubscribe(t, tc.url("/events/"), nil)
+	if got := c.resp.Header.Get("X-Frame-Options"); got != "DENY" {
+		t.Errorf("X-Frame-Options = %q, want DENY", got)
+	}
+	if !c.resp.Close || c.resp.ContentLength != -1 || len(c.resp.TransferEncoding) != 0 {
+		t.Errorf("response close %v, length %d, encoding %v: want a close-delimited body",
+			c.resp.Close, c.resp.ContentLength, c.resp.TransferEncoding)
+	}
+	id := tc.publish("news", "", "hello")
+	if ev := c.next(t); ev.ID != id {
+		t.Fatalf("got %+v", ev)
+	}
+	c.close()
+	waitSubscribers(t, tc, 0)
+}

@@ -4,6 +4,7 @@
 package push
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -11,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -318,7 +320,15 @@ func (h *SSE) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Hand
 		w.WriteHeader(http.StatusOK)
 		return nil
 	}
+	if r.ProtoMajor == 1 && hijackable(w) {
+		return h.serveHijacked(w, r, topics, last)
+	}
+	return h.serveStream(w, r, topics, last)
+}
 
+// serveStream streams through the ResponseWriter, from the handler's
+// goroutine: HTTP/2, HTTP/3, and HTTP/1 behind encode.
+func (h *SSE) serveStream(w http.ResponseWriter, r *http.Request, topics []string, last string) error {
 	stream := sse.NewStream(w, h.opts)
 	defer stream.Finish()
 	sub, start, err := h.hub.Subscribe(topics, hub.SubscribeOptions{LastEventID: last})
@@ -626,6 +636,115 @@ func (h *WS) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handl
 		opts.CanSubscribe = func(t string) bool { return slices.Contains(topics, t) || h.allowed(t) }
 		err := wshub.Serve(c, sub, start, last, opts)
 		h.logger.Debug("websocket ended", zap.Strings("topics", topics), zap.Error(err))
+	}()
+	return nil
+}
+
+// hijackable reports whether an HTTP/1 response can be taken over: the
+// connection supports it and no encoder (Caddy's encode) sits in between,
+// which would have to see the bytes.
+func hijackable(w http.ResponseWriter) bool {
+	for {
+		t := reflect.TypeOf(w)
+		if t.Kind() == reflect.Pointer {
+			t = t.Elem()
+		}
+		if strings.HasSuffix(t.PkgPath(), "/caddyhttp/encode") {
+			return false
+		}
+		u, ok := w.(interface{ Unwrap() http.ResponseWriter })
+		if !ok {
+			_, ok := w.(http.Hijacker)
+			return ok
+		}
+		w = u.Unwrap()
+	}
+}
+
+// serveHijacked streams over an HTTP/1 connection taken over from
+// net/http: the response is close-delimited, and the connection is served
+// from two small goroutines of its own (one writes, one notices the client
+// leaving) instead of the handler's, which carries Caddy's whole
+// middleware stack and net/http's buffers. It falls back to the
+// ResponseWriter if the connection cannot be taken over.
+func (h *SSE) serveHijacked(w http.ResponseWriter, r *http.Request, topics []string, last string) error {
+	var conn atomic.Pointer[net.Conn]
+	sub, start, err := h.hub.Subscribe(topics, hub.SubscribeOptions{
+		LastEventID: last,
+		OnEnd: func(reason error) {
+			// Wake a write stuck on a client that does not read: at once
+			// for a slow subscriber, after a grace on shutdown or reload.
+			if c := conn.Load(); c != nil {
+				if reason == hub.ErrSlow {
+					_ = (*c).Close()
+				} else {
+					time.AfterFunc(shutdownGrace, func() { _ = (*c).Close() })
+				}
+			}
+		},
+	})
+	if err != nil {
+		return caddyhttp.Error(http.StatusServiceUnavailable, err)
+	}
+	if !h.streams.add(sub, r) {
+		sub.Close()
+		return caddyhttp.Error(http.StatusServiceUnavailable, hub.ErrShutdown)
+	}
+	end := func() {
+		h.streams.remove(sub)
+		sub.Close()
+	}
+
+	hdr := w.Header()
+	sse.Headers(hdr)
+	hdr.Set("Connection", "close")
+	head := []byte("HTTP/1.1 200 OK\r\n")
+	var hb bytes.Buffer
+	_ = hdr.Write(&hb)
+	head = append(append(head, hb.Bytes()...), "\r\n"...)
+
+	nc, _, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		end()
+		h.logger.Debug("cannot take over the connection", zap.Error(err))
+		hdr.Del("Connection")
+		return h.serveStream(w, r, topics, last)
+	}
+	// net/http's read and write deadlines no longer apply.
+	_ = nc.SetDeadline(time.Time{})
+	conn.Store(&nc)
+
+	go func() {
+		defer end()
+		defer nc.Close()
+		defer func() {
+			if v := recover(); v != nil {
+				h.logger.Error("panic serving an event stream", zap.Any("panic", v), zap.Stack("stack"))
+			}
+		}()
+		// Nothing more is expected from the client; reading tells when
+		// it leaves.
+		gone := make(chan struct{})
+		go func() {
+			defer close(gone)
+			var b [64]byte
+			for {
+				if _, err := nc.Read(b[:]); err != nil {
+					return
+				}
+			}
+		}()
+		stream := sse.NewConnStream(nc, head, h.opts)
+		if err := stream.Begin(start, last); err != nil {
+			h.logger.Debug("subscriber gone", zap.Error(err))
+			return
+		}
+		sub.Sent(len(start.Replay))
+		err := stream.Run(sub, gone)
+		if reason := sub.Err(); reason != nil {
+			err = reason
+		}
+		h.logger.Debug("stream ended", zap.Strings("topics", topics), zap.Error(err))
 	}()
 	return nil
 }
