@@ -591,12 +591,17 @@ func (h *WS) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handl
 		return err
 	}
 
-	var conn atomic.Pointer[wshub.Conn]
+	var sess atomic.Pointer[wshub.Session]
 	sub, start, err := h.hub.Subscribe(topics, hub.SubscribeOptions{
 		LastEventID: last,
 		OnEnd: func(reason error) {
-			if c := conn.Load(); c != nil {
-				c.Ended(reason, shutdownGrace)
+			if s := sess.Load(); s != nil {
+				s.Ended(reason)
+			}
+		},
+		OnReady: func() {
+			if s := sess.Load(); s != nil {
+				s.Kick()
 			}
 		},
 	})
@@ -619,7 +624,6 @@ func (h *WS) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handl
 		h.logger.Debug("upgrade failed", zap.Error(err))
 		return nil
 	}
-	conn.Store(c)
 	// The connection is ours now: serve it from a goroutine of its own and
 	// let this one, with the stack of Caddy's whole middleware chain, end.
 	go func() {
@@ -634,7 +638,9 @@ func (h *WS) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handl
 		opts := h.opts
 		// A client may come back to a topic it was given and left.
 		opts.CanSubscribe = func(t string) bool { return slices.Contains(topics, t) || h.allowed(t) }
-		err := wshub.Serve(c, sub, start, last, opts)
+		s := wshub.NewSession(c, sub, opts)
+		sess.Store(s)
+		err := s.Serve(start, last)
 		h.logger.Debug("websocket ended", zap.Strings("topics", topics), zap.Error(err))
 	}()
 	return nil

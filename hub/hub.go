@@ -364,6 +364,10 @@ type SubscribeOptions struct {
 	// hub closed), outside any lock, so that a transport blocked in a
 	// write can be woken. It must not block.
 	OnEnd func(reason error)
+	// OnReady, if set, is called when the queue goes from empty to not
+	// empty, instead of a value being sent on Ready. It is called with
+	// the hub locked: it must not block or call into the hub.
+	OnReady func()
 }
 
 // Subscribe registers a subscriber to topics and, atomically with it,
@@ -377,11 +381,12 @@ func (h *Hub) Subscribe(topics []string, opts SubscribeOptions) (*Subscription, 
 	}
 	cfg := h.cfg.Load()
 	s := &Subscription{
-		hub:   h,
-		limit: cfg.Buffer,
-		ready: make(chan struct{}, 1),
-		done:  make(chan struct{}),
-		onEnd: opts.OnEnd,
+		hub:     h,
+		limit:   cfg.Buffer,
+		ready:   make(chan struct{}, 1),
+		done:    make(chan struct{}),
+		onEnd:   opts.OnEnd,
+		onReady: opts.OnReady,
 	}
 
 	h.mu.Lock()
@@ -560,11 +565,12 @@ var errUnsubscribed = errors.New("unsubscribed")
 // Subscription is one subscriber's view of the hub: a bounded queue of
 // live messages on its topics.
 type Subscription struct {
-	hub   *Hub
-	limit int           // most messages queued; more and it is cut
-	ready chan struct{} // holds a token while the queue is not empty
-	done  chan struct{}
-	onEnd func(error)
+	hub     *Hub
+	limit   int           // most messages queued; more and it is cut
+	ready   chan struct{} // holds a token while the queue is not empty
+	done    chan struct{}
+	onEnd   func(error)
+	onReady func()
 
 	qmu   sync.Mutex
 	queue []*Message // live messages not yet taken, in sequence order
@@ -586,9 +592,13 @@ func (s *Subscription) enqueue(m *Message) bool {
 	s.queue = append(s.queue, m)
 	s.qmu.Unlock()
 	if n == 0 {
-		select {
-		case s.ready <- struct{}{}:
-		default:
+		if s.onReady != nil {
+			s.onReady()
+		} else {
+			select {
+			case s.ready <- struct{}{}:
+			default:
+			}
 		}
 	}
 	return true

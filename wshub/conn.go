@@ -15,8 +15,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/gorilla/websocket"
-
-	"github.com/caddy-push/push/hub"
 )
 
 // Frame opcodes (RFC 6455, section 5.2).
@@ -232,14 +230,3 @@ type Conn struct {
 
 // Close closes the connection without a close handshake.
 func (c *Conn) Close() error { return c.conn.Conn.Close() }
-
-// Ended is the OnEnd hook of the connection's subscription: on shutdown,
-// reload or a closed hub, a connection whose write loop is still stuck
-// writing to the client after grace is closed, so that the loop returns.
-// A subscriber cut for being slow is left to its write deadline.
-func (c *Conn) Ended(reason error, grace time.Duration) {
-	if reason == hub.ErrSlow {
-		return
-	}
-	time.AfterFunc(grace, func() { _ = c.Close() })
-}

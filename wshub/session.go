@@ -6,8 +6,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -46,10 +48,6 @@ const (
 	FrameBurst = 200
 	// maxBatch bounds the frames written in one system call.
 	maxBatch = 256
-	// ctrlQueue is how many answers (acks, errors) may wait for the
-	// write loop; the read loop waits when it is full, so a client that
-	// sends faster than it reads is slowed down by TCP.
-	ctrlQueue = 32
 	// closeWait is how long a close handshake may take.
 	closeWait = time.Second
 	// publishTimeout bounds one publish of a client.
@@ -101,30 +99,26 @@ func EncodeRaw(m *hub.Message) []byte {
 	}).([]byte)
 }
 
-// ctrl is work the read loop hands to the write loop: a subscribe or
-// unsubscribe frame to carry out, or a frame to send.
-type ctrl struct {
-	frame *Frame        // subscribe or unsubscribe
-	done  chan struct{} // closed once frame is carried out
-	out   []byte        // a JSON frame to send
-}
-
-// session is one connection's state. The write loop runs in the handler's
-// goroutine and owns the subscription's topic set; the read loop runs in
-// a goroutine of its own.
-type session struct {
+// Session is one connection: it streams a subscription to the client
+// and serves the client's frames. An idle session costs one goroutine,
+// the read loop; whatever is written (messages, answers, pings, the close
+// frame) is written by the goroutine that has it to write, under the
+// session's write lock: a short-lived drain goroutine for queued messages,
+// the read loop for answers, a timer for pings.
+type Session struct {
 	c    *Conn
 	sub  *hub.Subscription
 	opts Options
 	enc  func(*hub.Message) []byte
 	log  *zap.Logger
 
-	ctrl       chan ctrl
-	readDone   chan struct{}
-	readErr    error         // set before readDone is closed
-	writerDone chan struct{} // closed once frames are no longer served
-	stopOnce   sync.Once
+	draining atomic.Bool   // a drain goroutine runs or is about to
+	readDone chan struct{} // closed when the read loop has ended
+	endOnce  sync.Once
+	ping     *time.Timer
 
+	wmu     sync.Mutex // held to write and to change the fields below
+	closing bool       // a close frame was sent or the connection failed
 	// since holds, for each subscribed topic, the sequence number after
 	// which its messages are sent: queued messages at or below it were
 	// either replayed already or queued before an unsubscribe.
@@ -133,21 +127,18 @@ type session struct {
 	frames [][]byte       // about to be written
 }
 
-// Serve streams sub to the connection, starting with start (the replay of
-// a subscription from cursor last), and serves the client's frames until
-// either side ends it. It closes the connection and returns why it
-// ended.
-func Serve(c *Conn, sub *hub.Subscription, start hub.Start, last string, opts Options) error {
-	s := &session{
-		c:          c,
-		sub:        sub,
-		opts:       opts,
-		enc:        EncodeJSON,
-		log:        opts.Logger,
-		ctrl:       make(chan ctrl, ctrlQueue),
-		readDone:   make(chan struct{}),
-		writerDone: make(chan struct{}),
-		since:      make(map[string]uint64),
+// NewSession prepares a session on an upgraded connection. The
+// subscription's OnReady hook must call Kick and its OnEnd hook Ended,
+// once the session exists.
+func NewSession(c *Conn, sub *hub.Subscription, opts Options) *Session {
+	s := &Session{
+		c:        c,
+		sub:      sub,
+		opts:     opts,
+		enc:      EncodeJSON,
+		log:      opts.Logger,
+		readDone: make(chan struct{}),
+		since:    make(map[string]uint64),
 	}
 	if s.log == nil {
 		s.log = zap.NewNop()
@@ -155,62 +146,168 @@ func Serve(c *Conn, sub *hub.Subscription, start hub.Start, last string, opts Op
 	if opts.Format == Raw {
 		s.enc = EncodeRaw
 	}
-	for _, t := range sub.Topics() {
-		s.since[t] = start.HeadSeq
-	}
-	go s.readLoop()
-	err := s.writeLoop(start, last)
-	s.stopFrames()
-	<-s.readDone
-	return err
+	return s
 }
 
 // errClientClosed ends a session the client closed.
 var errClientClosed = errors.New("client closed the connection")
 
-func (s *session) writeLoop(start hub.Start, last string) error {
-	if err := s.begin(start, last, nil); err != nil {
-		return s.abort(err)
+// Serve sends the start of the subscription (the replay from cursor
+// last), then reads the client's frames until the connection ends, in the
+// caller's goroutine. It closes the connection and returns why it ended.
+func (s *Session) Serve(start hub.Start, last string) error {
+	s.wmu.Lock()
+	for _, t := range s.sub.Topics() {
+		s.since[t] = start.HeadSeq
 	}
-	var ping <-chan time.Time
+	err := s.begin(start, last, nil)
+	if err != nil {
+		s.closing = true
+	}
+	s.wmu.Unlock()
+	if err != nil {
+		close(s.readDone)
+		_ = s.c.Close()
+		return err
+	}
+	// The hooks may have fired before the session existed.
+	select {
+	case <-s.sub.Done():
+		s.Ended(s.sub.Err())
+	default:
+		if s.sub.Queued() > 0 {
+			s.Kick()
+		}
+	}
 	if s.opts.Ping > 0 {
-		t := time.NewTicker(s.opts.Ping)
-		defer t.Stop()
-		ping = t.C
+		s.ping = time.AfterFunc(s.opts.Ping, s.sendPing)
 	}
+	err = s.readLoop()
+	close(s.readDone)
+	if s.ping != nil {
+		s.ping.Stop()
+	}
+	s.finish(err)
+	if reason := s.sub.Err(); reason != nil {
+		return reason
+	}
+	var ce *websocket.CloseError
+	if errors.As(err, &ce) {
+		return errClientClosed
+	}
+	return err
+}
+
+// Kick is the subscription's OnReady hook: messages are queued, so start
+// a drain unless one runs. It never blocks.
+func (s *Session) Kick() {
+	if s.draining.CompareAndSwap(false, true) {
+		go s.drain()
+	}
+}
+
+// drain writes what is queued until the queue stays empty.
+func (s *Session) drain() {
 	for {
-		// An ended subscription wins over what is still queued.
-		select {
-		case <-s.sub.Done():
-			return s.ended()
-		default:
+		s.wmu.Lock()
+		var err error
+		if !s.closing {
+			err = s.sendQueued()
+			if err != nil {
+				s.closing = true
+			}
 		}
-		select {
-		case <-s.sub.Ready():
-			// After gorilla has closed (1009, a protocol error) no data
-			// frame may follow.
-			select {
-			case <-s.readDone:
-				return s.readEnded()
-			default:
-			}
-			if err := s.sendQueued(); err != nil {
-				return s.abort(err)
-			}
-		case c := <-s.ctrl:
-			if err := s.handle(c); err != nil {
-				return s.abort(err)
-			}
-		case <-ping:
-			if err := s.c.conn.writeFrames([][]byte{pingFrame}); err != nil {
-				return s.abort(err)
-			}
-		case <-s.readDone:
-			return s.readEnded()
-		case <-s.sub.Done():
-			return s.ended()
+		s.wmu.Unlock()
+		if err != nil {
+			_ = s.c.Close() // the read loop ends and finishes up
+		}
+		s.draining.Store(false)
+		// A message queued after the last Take found draining set and
+		// started nothing: look again.
+		if err != nil || s.sub.Queued() == 0 || !s.draining.CompareAndSwap(false, true) {
+			return
 		}
 	}
+}
+
+// Ended is the subscription's OnEnd hook: the hub ended it (too slow,
+// shutdown, reload, hub closed). It sends the close frame, and on
+// shutdown it closes the connection after grace if the client has not
+// answered by then or a write to it is stuck.
+func (s *Session) Ended(reason error) {
+	s.endOnce.Do(func() {
+		code, text := CloseGoingAway, "server going away"
+		if errors.Is(reason, hub.ErrSlow) {
+			code, text = ClosePolicy, "too slow"
+		} else {
+			time.AfterFunc(closeWait, func() { _ = s.c.Close() })
+		}
+		go s.sendClose(code, text)
+	})
+}
+
+// sendClose starts the close handshake; the read loop reads the answer
+// and finishes up.
+func (s *Session) sendClose(code int, text string) {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	if s.closing {
+		return
+	}
+	s.closing = true
+	if _, err := s.c.conn.write(closeFrame(code, text), closeWait); err != nil {
+		_ = s.c.Close()
+		return
+	}
+	// A client that never answers must not keep the read loop.
+	time.AfterFunc(closeWait, func() {
+		select {
+		case <-s.readDone:
+		default:
+			_ = s.c.Close()
+		}
+	})
+}
+
+func (s *Session) sendPing() {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	if s.closing {
+		return
+	}
+	if _, err := s.c.conn.Write(pingFrame); err != nil {
+		s.closing = true
+		_ = s.c.Close()
+		return
+	}
+	s.ping.Reset(s.opts.Ping)
+}
+
+// finish closes the connection once the read loop has ended: it answers
+// a close from the client with the same code, says why if the client
+// stopped answering pings, and closes.
+func (s *Session) finish(readErr error) {
+	s.wmu.Lock()
+	if !s.closing {
+		s.closing = true
+		var ce *websocket.CloseError
+		code, text := 0, ""
+		switch {
+		case errors.As(readErr, &ce):
+			code = ce.Code
+			if code == websocket.CloseNoStatusReceived {
+				code = CloseNormal
+			}
+		case errors.Is(readErr, errNoPong):
+			code, text = CloseGoingAway, "no pong"
+		}
+		// On ErrReadLimit gorilla has sent 1009 already.
+		if code != 0 {
+			_, _ = s.c.conn.write(closeFrame(code, text), closeWait)
+		}
+	}
+	s.wmu.Unlock()
+	s.c.conn.lingerClose(closeWait)
 }
 
 var pingFrame = appendFrame(nil, opPing, nil)
@@ -218,7 +315,7 @@ var pingFrame = appendFrame(nil, opPing, nil)
 // begin sends the start of a subscription: a reset if the cursor was
 // lost, then the replay merged in ID order with what is already queued,
 // then, for a subscribe frame, the ack.
-func (s *session) begin(start hub.Start, last string, ack []byte) error {
+func (s *Session) begin(start hub.Start, last string, ack []byte) error {
 	s.frames = s.frames[:0]
 	if start.Reset && s.opts.Format == JSON {
 		s.frames = append(s.frames, appendFrame(nil, opText, ResetFrame(last, start.Head)))
@@ -258,13 +355,13 @@ func (s *session) begin(start hub.Start, last string, ack []byte) error {
 }
 
 // wanted reports whether a queued message is still to be sent.
-func (s *session) wanted(m *hub.Message) bool {
+func (s *Session) wanted(m *hub.Message) bool {
 	since, ok := s.since[m.Topic]
 	return ok && m.Seq > since
 }
 
 // sendQueued writes everything queued, up to maxBatch frames a write.
-func (s *session) sendQueued() error {
+func (s *Session) sendQueued() error {
 	s.batch = s.sub.Take(s.batch)
 	defer func() {
 		clear(s.batch)
@@ -289,7 +386,7 @@ func (s *session) sendQueued() error {
 	return nil
 }
 
-func (s *session) flush() error {
+func (s *Session) flush() error {
 	if len(s.frames) == 0 {
 		return nil
 	}
@@ -302,24 +399,41 @@ func (s *session) flush() error {
 	return err
 }
 
-func (s *session) sendJSON(b []byte) error {
+func (s *Session) sendJSON(b []byte) error {
 	return s.c.conn.writeFrames([][]byte{appendFrame(nil, opText, b)})
 }
 
-// handle carries out work from the read loop.
-func (s *session) handle(c ctrl) error {
-	if c.frame == nil {
-		return s.sendJSON(c.out)
+// answer sends an ack or error frame, unless the session is closing. It
+// reports false once the connection has failed.
+func (s *Session) answer(b []byte) bool {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	if s.closing {
+		return true
 	}
-	defer close(c.done)
-	f := c.frame
+	if err := s.sendJSON(b); err != nil {
+		s.closing = true
+		_ = s.c.Close()
+		return false
+	}
+	return true
+}
+
+// subscription carries out a subscribe or unsubscribe frame.
+func (s *Session) subscription(f *Frame) bool {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	if s.closing {
+		return true
+	}
+	var err error
 	switch f.Type {
 	case TypeUnsubscribe:
 		s.sub.Remove(f.Topics)
 		for _, t := range f.Topics {
 			delete(s.since, t)
 		}
-		return s.sendJSON(AckFrame(f.Ref, ""))
+		err = s.sendJSON(AckFrame(f.Ref, ""))
 	case TypeSubscribe:
 		var add []string
 		for _, t := range f.Topics {
@@ -327,99 +441,38 @@ func (s *session) handle(c ctrl) error {
 				add = append(add, t)
 			}
 		}
-		if len(add) == 0 {
+		switch {
+		case len(add) == 0:
 			// Nothing new: no replay, no reset.
-			return s.sendJSON(AckFrame(f.Ref, ""))
-		}
-		if len(s.since)+len(add) > s.opts.MaxTopics {
-			return s.sendJSON(ErrorFrame(f.Ref, fmt.Errorf("more than %d topics on one connection", s.opts.MaxTopics)))
-		}
-		start, err := s.sub.Add(add, f.LastEventID)
-		if err != nil {
-			return s.sendJSON(ErrorFrame(f.Ref, err))
-		}
-		for _, t := range add {
-			s.since[t] = start.HeadSeq
-		}
-		return s.begin(start, f.LastEventID, AckFrame(f.Ref, ""))
-	}
-	return nil
-}
-
-// ended closes the connection of a subscription the hub ended.
-func (s *session) ended() error {
-	err := s.sub.Err()
-	code, reason := CloseGoingAway, "server going away"
-	if errors.Is(err, hub.ErrSlow) {
-		code, reason = ClosePolicy, "too slow"
-	}
-	s.close(code, reason)
-	return err
-}
-
-// readEnded finishes a session whose client left or broke the protocol.
-func (s *session) readEnded() error {
-	err := s.readErr
-	var ce *websocket.CloseError
-	switch {
-	case errors.As(err, &ce):
-		// Answer the client's close with its code.
-		code := ce.Code
-		if code == websocket.CloseNoStatusReceived {
-			code = CloseNormal
-		}
-		s.close(code, "")
-		return errClientClosed
-	case errors.Is(err, websocket.ErrReadLimit):
-		// gorilla has sent 1009 already.
-		s.close(0, "")
-	case errors.Is(err, errNoPong):
-		s.close(CloseGoingAway, "no pong")
-	default:
-		s.close(0, "")
-	}
-	return err
-}
-
-// abort ends a session whose connection failed.
-func (s *session) abort(err error) error {
-	s.stopFrames()
-	_ = s.c.Close()
-	return err
-}
-
-// stopFrames tells the read loop that no more frames will be carried out
-// or answered: the session is closing.
-func (s *session) stopFrames() {
-	s.stopOnce.Do(func() { close(s.writerDone) })
-}
-
-// close sends a close frame with code (none if 0), waits for the client
-// to answer or leave, and closes the connection.
-func (s *session) close(code int, reason string) {
-	s.stopFrames()
-	if code != 0 {
-		if _, err := s.c.conn.write(closeFrame(code, reason), closeWait); err != nil {
-			_ = s.c.Close()
-			return
+			err = s.sendJSON(AckFrame(f.Ref, ""))
+		case len(s.since)+len(add) > s.opts.MaxTopics:
+			err = s.sendJSON(ErrorFrame(f.Ref, fmt.Errorf("more than %d topics on one connection", s.opts.MaxTopics)))
+		default:
+			start, aerr := s.sub.Add(add, f.LastEventID)
+			if aerr != nil {
+				err = s.sendJSON(ErrorFrame(f.Ref, aerr))
+				break
+			}
+			for _, t := range add {
+				s.since[t] = start.HeadSeq
+			}
+			err = s.begin(start, f.LastEventID, AckFrame(f.Ref, ""))
 		}
 	}
-	t := time.NewTimer(closeWait)
-	defer t.Stop()
-	select {
-	case <-s.readDone:
-		s.c.conn.lingerClose(closeWait)
-	case <-t.C:
+	if err != nil {
+		s.closing = true
 		_ = s.c.Close()
+		return false
 	}
+	return true
 }
 
 // errNoPong ends a session whose client stopped answering pings.
 var errNoPong = errors.New("no pong from the client")
 
-// readLoop reads the client's frames until the connection ends.
-func (s *session) readLoop() {
-	defer close(s.readDone)
+// readLoop reads the client's frames until the connection ends, and
+// returns why it ended.
+func (s *Session) readLoop() error {
 	ws := s.c.ws
 	ws.SetReadLimit(s.opts.MaxMessageSize)
 	alive := func() {
@@ -429,7 +482,7 @@ func (s *session) readLoop() {
 	}
 	alive()
 	ws.SetPongHandler(func(string) error { alive(); return nil })
-	// The write loop answers a close; gorilla must not answer it too.
+	// finish answers a close; gorilla must not answer it too.
 	ws.SetCloseHandler(func(int, string) error { return nil })
 
 	tokens, last := float64(FrameBurst), time.Now()
@@ -440,8 +493,7 @@ func (s *session) readLoop() {
 			if errors.As(err, &ne) && ne.Timeout() {
 				err = errNoPong
 			}
-			s.readErr = err
-			return
+			return err
 		}
 		alive()
 		if s.opts.Format == Raw {
@@ -459,20 +511,20 @@ func (s *session) readLoop() {
 				ref = ferr.(*FrameError).Ref
 			}
 			if !s.answer(ErrorFrame(ref, fmt.Errorf("more than %d frames a second; frame dropped", FrameRate))) {
-				return
+				return net.ErrClosed
 			}
 			continue
 		}
 		tokens--
 		if !s.serveFrame(typ, data) {
-			return
+			return net.ErrClosed
 		}
 	}
 }
 
 // serveFrame carries out one client frame, or answers why not. It
-// reports false once the write loop has ended.
-func (s *session) serveFrame(typ int, data []byte) bool {
+// reports false once the connection has failed.
+func (s *Session) serveFrame(typ int, data []byte) bool {
 	if typ != websocket.TextMessage {
 		return s.answer(ErrorFrame(nil, errors.New("binary frame refused: frames are JSON text")))
 	}
@@ -487,9 +539,9 @@ func (s *session) serveFrame(typ int, data []byte) bool {
 				return s.answer(ErrorFrame(f.Ref, fmt.Errorf("topic %q may not be subscribed to here", t)))
 			}
 		}
-		return s.carryOut(f)
+		return s.subscription(f)
 	case TypeUnsubscribe:
-		return s.carryOut(f)
+		return s.subscription(f)
 	case TypePublish:
 		if !s.opts.CanPublish(f.Topic) {
 			return s.answer(ErrorFrame(f.Ref, fmt.Errorf("topic %q may not be published to here", f.Topic)))
@@ -503,31 +555,4 @@ func (s *session) serveFrame(typ int, data []byte) bool {
 		return s.answer(AckFrame(f.Ref, id))
 	}
 	return true
-}
-
-func (s *session) answer(b []byte) bool { return s.enqueue(ctrl{out: b}) }
-
-// carryOut has the write loop carry out a subscribe or unsubscribe frame
-// and waits for it, so that the client's next frame (a publish to the
-// topic it just joined, say) sees its effect.
-func (s *session) carryOut(f *Frame) bool {
-	done := make(chan struct{})
-	if !s.enqueue(ctrl{frame: f, done: done}) {
-		return false
-	}
-	select {
-	case <-done:
-		return true
-	case <-s.writerDone:
-		return false
-	}
-}
-
-func (s *session) enqueue(c ctrl) bool {
-	select {
-	case s.ctrl <- c:
-		return true
-	case <-s.writerDone:
-		return false
-	}
 }

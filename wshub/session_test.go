@@ -55,7 +55,14 @@ func serve(t *testing.T, h *hub.Hub, opts Options) *websocket.Conn {
 	}
 	subscribed := make(chan struct{})
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		sub, start, err := h.Subscribe([]string{"t"}, hub.SubscribeOptions{})
+		var sess atomic.Pointer[Session]
+		sub, start, err := h.Subscribe([]string{"t"}, hub.SubscribeOptions{
+			OnReady: func() {
+				if s := sess.Load(); s != nil {
+					s.Kick()
+				}
+			},
+		})
 		if err != nil {
 			t.Error(err)
 			return
@@ -66,8 +73,10 @@ func serve(t *testing.T, h *hub.Hub, opts Options) *websocket.Conn {
 			t.Error(err)
 			return
 		}
+		s := NewSession(c, sub, opts)
+		sess.Store(s)
 		close(subscribed)
-		_ = Serve(c, sub, start, "", opts)
+		_ = s.Serve(start, "")
 	}))
 	t.Cleanup(srv.Close)
 	ws, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(srv.URL, "http"), nil)
@@ -137,12 +146,8 @@ func TestQueuedMessagesShareOneWrite(t *testing.T) {
 	server, client := net.Pipe()
 	defer client.Close()
 	cc := &countingConn{Conn: server}
-	s := &session{
-		c:     &Conn{conn: &conn{Conn: cc, timeout: time.Second}},
-		sub:   sub,
-		enc:   EncodeJSON,
-		since: map[string]uint64{"t": start.HeadSeq},
-	}
+	s := NewSession(&Conn{conn: &conn{Conn: cc, timeout: time.Second}}, sub, Options{})
+	s.since["t"] = start.HeadSeq
 	received := make(chan []byte)
 	go func() {
 		b, _ := io.ReadAll(client)
