@@ -60,6 +60,7 @@ type Report struct {
 	OutOfOrder     int64   `json:"out_of_order"` // meaningful with one publisher only
 	Disconnects    int64   `json:"disconnects"`
 	PublishSeconds float64 `json:"publish_seconds"`
+	PublishRate    float64 `json:"publish_rate"` // achieved, messages a second
 	DeliverSeconds float64 `json:"deliver_seconds"`
 	MsgsPerSecond  float64 `json:"delivered_per_second"`
 	LatencyMs      Pcts    `json:"latency_ms"`
@@ -82,14 +83,14 @@ type Pcts struct {
 	Max float64 `json:"max"`
 }
 
-// histogram counts durations in buckets about 1% wide, from 1µs to
-// about 2 minutes; it takes concurrent adds.
+// histogram counts durations in buckets 1% wide, from 1µs to about 7
+// minutes (1.01^2000 µs); it takes concurrent adds.
 type histogram struct {
 	counts [bucketCount]atomic.Int64
 	max    atomic.Int64
 }
 
-const bucketCount = 1200
+const bucketCount = 2000
 
 func bucketOf(us int64) int {
 	if us < 1 {
@@ -141,14 +142,15 @@ type subscriber struct {
 	outOfOrder int64
 }
 
-func (s *subscriber) record(seq int64) {
+// record counts message seq and reports whether it is new.
+func (s *subscriber) record(seq int64) bool {
 	if seq < 0 || int(seq/64) >= len(s.seen) {
-		return
+		return false
 	}
 	w, bit := seq/64, uint64(1)<<(seq%64)
 	if s.seen[w]&bit != 0 {
 		s.dupes++
-		return
+		return false
 	}
 	s.seen[w] |= bit
 	s.delivered++
@@ -156,6 +158,7 @@ func (s *subscriber) record(seq int64) {
 		s.outOfOrder++
 	}
 	s.last = seq
+	return true
 }
 
 // run carries out one load run.
@@ -213,9 +216,10 @@ func run(ctx context.Context, cfg Config) (*Report, error) {
 				if !ok {
 					return
 				}
-				s.record(seq)
-				lat.add(now.Sub(time.Unix(0, sent)))
-				total.Add(1)
+				if s.record(seq) {
+					lat.add(now.Sub(time.Unix(0, sent)))
+					total.Add(1)
+				}
 			})
 			if err != nil && ctx.Err() == nil {
 				disconnects.Add(1)
@@ -243,6 +247,9 @@ func run(ctx context.Context, cfg Config) (*Report, error) {
 	published, pubFailed := publishAll(ctx, cfg, &pubLat)
 	rep.PublishSeconds = time.Since(start).Seconds()
 	rep.Published, rep.PublishFailed = published, pubFailed
+	if rep.PublishSeconds > 0 {
+		rep.PublishRate = float64(published) / rep.PublishSeconds
+	}
 	rep.Expected = int64(published) * int64(rep.Connected)
 
 	// Wait until everything arrived, nothing has arrived for Drain, or
@@ -326,12 +333,14 @@ func sleep(ctx context.Context, d time.Duration) {
 // size asked for with 'x'.
 const stampLen = len("s=1000000000 t=1700000000000000000 ")
 
-func makePayload(seq int, size int) string {
+// makePayload stamps message seq with the time it was due to be sent, so
+// that a publisher held up by a slow answer does not hide the delay.
+func makePayload(seq int, due time.Time, size int) string {
 	b := make([]byte, 0, size)
 	b = append(b, "s="...)
 	b = strconv.AppendInt(b, int64(seq), 10)
 	b = append(b, " t="...)
-	b = strconv.AppendInt(b, time.Now().UnixNano(), 10)
+	b = strconv.AppendInt(b, due.UnixNano(), 10)
 	b = append(b, ' ')
 	for len(b) < size {
 		b = append(b, 'x')
@@ -388,7 +397,11 @@ func publishAll(ctx context.Context, cfg Config, lat *histogram) (ok, failed int
 		},
 	}
 	defer client.CloseIdleConnections()
-	next := make(chan int)
+	type job struct {
+		seq int
+		due time.Time
+	}
+	next := make(chan job)
 	go func() {
 		defer close(next)
 		var tick *time.Ticker
@@ -398,9 +411,11 @@ func publishAll(ctx context.Context, cfg Config, lat *histogram) (ok, failed int
 			defer tick.Stop()
 		}
 		for i := range cfg.Messages {
+			due := time.Now()
 			if tick != nil {
-				// Keep to the schedule without drift.
-				due := start.Add(time.Duration(float64(i) / cfg.Rate * float64(time.Second)))
+				// Keep to the schedule without drift; a message sent late
+				// still counts from when it was due.
+				due = start.Add(time.Duration(float64(i) / cfg.Rate * float64(time.Second)))
 				for time.Now().Before(due) {
 					select {
 					case <-tick.C:
@@ -410,14 +425,15 @@ func publishAll(ctx context.Context, cfg Config, lat *histogram) (ok, failed int
 				}
 			}
 			select {
-			case next <- i:
+			case next <- job{i, due}:
 			case <-ctx.Done():
 				return
 			}
 		}
 	}()
 	// With one publisher, messages reach the server in sequence order, so
-	// subscribers can check the order; several publishers race.
+	// subscribers can check the order; several publishers race. With a
+	// rate, give more publishers to keep to it.
 	conc := cfg.PubConc
 	var okN, failN atomic.Int64
 	var wg sync.WaitGroup
@@ -425,8 +441,8 @@ func publishAll(ctx context.Context, cfg Config, lat *histogram) (ok, failed int
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for i := range next {
-				body := expandBody(cfg.PubBody, makePayload(i, cfg.Size))
+			for j := range next {
+				body := expandBody(cfg.PubBody, makePayload(j.seq, j.due, cfg.Size))
 				req, err := http.NewRequestWithContext(ctx, cfg.PubMethod, cfg.PubURL, strings.NewReader(body))
 				if err != nil {
 					failN.Add(1)

@@ -86,7 +86,7 @@ func printReport(r *Report) {
 	if r.FirstError != "" {
 		fmt.Printf("first error      %s\n", r.FirstError)
 	}
-	fmt.Printf("published        %d (failed %d) in %.3fs\n", r.Published, r.PublishFailed, r.PublishSeconds)
+	fmt.Printf("published        %d (failed %d) in %.3fs, %.0f/s\n", r.Published, r.PublishFailed, r.PublishSeconds, r.PublishRate)
 	fmt.Printf("delivered        %d of %d expected: lost %d, duplicates %d, out of order %d\n",
 		r.Delivered, r.Expected, r.Lost, r.Duplicates, r.OutOfOrder)
 	fmt.Printf("throughput       %.0f deliveries/s over %.3fs\n", r.MsgsPerSecond, r.DeliverSeconds)

@@ -84,7 +84,7 @@ func TestSmoke(t *testing.T) {
 }
 
 func TestParseStamp(t *testing.T) {
-	p := makePayload(42, 80)
+	p := makePayload(42, time.Now(), 80)
 	if len(p) != 80 {
 		t.Fatalf("payload of %d bytes, want 80", len(p))
 	}
@@ -99,5 +99,18 @@ func TestParseStamp(t *testing.T) {
 	}
 	if got := expandBody("topic=b&data={{payload_url}}", "a b&c"); got != "topic=b&data=a+b%26c" {
 		t.Fatalf("expandBody: %q", got)
+	}
+}
+
+func TestHistogram(t *testing.T) {
+	var h histogram
+	for range 98 {
+		h.add(2 * time.Millisecond)
+	}
+	h.add(time.Second)
+	h.add(90 * time.Second)
+	p := h.pcts()
+	if p.P50 < 1.9 || p.P50 > 2.1 || p.P99 < 990 || p.P99 > 1020 || p.Max != 90000 {
+		t.Fatalf("percentiles %+v", p)
 	}
 }
