@@ -131,3 +131,56 @@ func TestJSONConfig(t *testing.T) {
 		t.Fatalf("config with no topic: %v", err)
 	}
 }
+
+func TestCaddyfileWebSocket(t *testing.T) {
+	out, err := adapt(t, `:8080 {
+	push_ws /ws/* news {
+		subscribe chat/*
+		publish chat/* 
+		origins https://app.example.com *
+		ping 10s
+		format json
+		max_message_size 16KiB
+	}
+	push_ws /raw/* {
+		topic bin
+		format raw
+		ping 0
+	}
+	respond "fallback"
+}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		`"handler":"push_ws"`, `"topic":["news"]`, `"subscribe":["chat/*"]`, `"publish":["chat/*"]`,
+		`"origins":["https://app.example.com","*"]`, `"ping":10000000000`, `"format":"json"`,
+		`"max_message_size":16384`, `"format":"raw"`, `"ping":0`,
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("adapted config lacks %s:\n%s", want, out)
+		}
+	}
+	if strings.Index(out, "push_ws") > strings.Index(out, `"static_response"`) {
+		t.Errorf("push_ws not ordered before respond:\n%s", out)
+	}
+	for _, c := range []struct{ name, body, want string }{
+		{"unknown subdirective", ":80 {\n\tpush_ws news {\n\t\tbogus 1\n\t}\n}", "Caddyfile:3"},
+		{"nothing to do", ":80 {\n\tpush_ws /x {\n\t\tping 1s\n\t}\n}", "Caddyfile:"},
+		{"bad format", ":80 {\n\tpush_ws news {\n\t\tformat xml\n\t}\n}", "Caddyfile:3"},
+		{"bad origin", ":80 {\n\tpush_ws news {\n\t\torigins https://*.example.com\n\t}\n}", "Caddyfile:3"},
+		{"bad ping", ":80 {\n\tpush_ws news {\n\t\tping often\n\t}\n}", "Caddyfile:3"},
+		{"bad size", ":80 {\n\tpush_ws news {\n\t\tmax_message_size big\n\t}\n}", "Caddyfile:3"},
+		{"bad publish pattern", ":80 {\n\tpush_ws {\n\t\tpublish a**\n\t}\n}", "Caddyfile:3"},
+		{"raw with publish", ":80 {\n\tpush_ws news {\n\t\tformat raw\n\t\tpublish chat/*\n\t}\n}", "Caddyfile:"},
+	} {
+		_, err := adapt(t, c.body)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: error %v, want one naming %s", c.name, err, c.want)
+		}
+	}
+	// A handler that only publishes is fine.
+	if _, err := adapt(t, ":80 {\n\tpush_ws /pub/* {\n\t\tpublish chat/*\n\t}\n}"); err != nil {
+		t.Errorf("publish-only handler: %v", err)
+	}
+}

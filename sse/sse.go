@@ -133,6 +133,7 @@ type Stream struct {
 	last uint64
 
 	interrupted bool
+	deadline    time.Time // the write deadline last set
 }
 
 // NewStream prepares a stream on w.
@@ -304,9 +305,16 @@ func (s *Stream) write(b []byte) error {
 	if s.interrupted {
 		return errInterrupted
 	}
-	if s.opts.WriteTimeout > 0 {
-		if err := s.setWriteDeadline(time.Now().Add(s.opts.WriteTimeout)); err != nil && !errors.Is(err, http.ErrNotSupported) {
-			return err
+	// Moving a deadline costs a timer update: keep one that still leaves
+	// at least half the timeout, so a stuck write fails after between
+	// half and all of it.
+	if t := s.opts.WriteTimeout; t > 0 {
+		now := time.Now()
+		if left := s.deadline.Sub(now); left < t/2 || left > t {
+			s.deadline = now.Add(t)
+			if err := s.setWriteDeadline(s.deadline); err != nil && !errors.Is(err, http.ErrNotSupported) {
+				return err
+			}
 		}
 	}
 	if len(b) == 0 {

@@ -61,9 +61,10 @@ type conn struct {
 	net.Conn
 	timeout time.Duration
 
-	mu   sync.Mutex
-	iov  [][]byte    // reused for writev
-	bufs net.Buffers // what writev has left to write
+	mu       sync.Mutex
+	deadline time.Time   // the write deadline last set
+	iov      [][]byte    // reused for writev
+	bufs     net.Buffers // what writev has left to write
 }
 
 // Write writes p, one or more whole frames, under the lock and deadline.
@@ -72,10 +73,23 @@ func (c *conn) Write(p []byte) (int, error) { return c.write(p, c.timeout) }
 func (c *conn) write(p []byte, timeout time.Duration) (int, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if err := c.Conn.SetWriteDeadline(time.Now().Add(timeout)); err != nil {
+	if err := c.setDeadline(timeout); err != nil {
 		return 0, err
 	}
 	return c.Conn.Write(p)
+}
+
+// setDeadline makes the write about to start end within timeout. Moving a
+// deadline costs a timer update, so one that still leaves at least half
+// of the usual timeout is kept: a stuck write then fails after between
+// half and all of it. Call it with c.mu held.
+func (c *conn) setDeadline(timeout time.Duration) error {
+	now := time.Now()
+	if timeout == c.timeout && c.deadline.Sub(now) >= timeout/2 && c.deadline.Sub(now) <= timeout {
+		return nil
+	}
+	c.deadline = now.Add(timeout)
+	return c.Conn.SetWriteDeadline(c.deadline)
 }
 
 // SetWriteDeadline does nothing: every write sets its own deadline, and
@@ -104,7 +118,7 @@ func (c *conn) writeFrames(frames [][]byte) error {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if err := c.Conn.SetWriteDeadline(time.Now().Add(c.timeout)); err != nil {
+	if err := c.setDeadline(c.timeout); err != nil {
 		return err
 	}
 	if tc, ok := c.Conn.(*net.TCPConn); ok {

@@ -113,6 +113,7 @@ type Session struct {
 	log  *zap.Logger
 
 	draining atomic.Bool   // a drain goroutine runs or is about to
+	kick     chan struct{} // wakes a lingering drain goroutine
 	readDone chan struct{} // closed when the read loop has ended
 	endOnce  sync.Once
 	ping     *time.Timer
@@ -122,9 +123,10 @@ type Session struct {
 	// since holds, for each subscribed topic, the sequence number after
 	// which its messages are sent: queued messages at or below it were
 	// either replayed already or queued before an unsubscribe.
-	since  map[string]uint64
-	batch  []*hub.Message // taken from the queue
-	frames [][]byte       // about to be written
+	since     map[string]uint64
+	batch     []*hub.Message // taken from the queue
+	lastBatch int            // how many messages the last Take gave
+	frames    [][]byte       // about to be written
 }
 
 // NewSession prepares a session on an upgraded connection. The
@@ -138,6 +140,7 @@ func NewSession(c *Conn, sub *hub.Subscription, opts Options) *Session {
 		enc:      EncodeJSON,
 		log:      opts.Logger,
 		readDone: make(chan struct{}),
+		kick:     make(chan struct{}, 1),
 		since:    make(map[string]uint64),
 	}
 	if s.log == nil {
@@ -180,7 +183,9 @@ func (s *Session) Serve(start hub.Start, last string) error {
 		}
 	}
 	if s.opts.Ping > 0 {
-		s.ping = time.AfterFunc(s.opts.Ping, s.sendPing)
+		// Set the field before the timer can fire: sendPing resets it.
+		s.ping = time.AfterFunc(time.Hour, s.sendPing)
+		s.ping.Reset(s.opts.Ping)
 	}
 	err = s.readLoop()
 	close(s.readDone)
@@ -203,23 +208,53 @@ func (s *Session) Serve(start hub.Start, last string) error {
 func (s *Session) Kick() {
 	if s.draining.CompareAndSwap(false, true) {
 		go s.drain()
+		return
+	}
+	select {
+	case s.kick <- struct{}{}:
+	default:
 	}
 }
 
+// drainLinger is how long a drain goroutine waits for the next message
+// before it ends: while messages flow it is cheaper to keep it than to
+// start one for every message, and an idle connection still keeps none.
+const drainLinger = 50 * time.Millisecond
+
 // drain writes what is queued until the queue stays empty.
 func (s *Session) drain() {
+	var linger *time.Timer
+	defer func() {
+		if linger != nil {
+			linger.Stop()
+		}
+	}()
 	for {
 		s.wmu.Lock()
 		var err error
+		busy := false
 		if !s.closing {
 			err = s.sendQueued()
 			if err != nil {
 				s.closing = true
 			}
+			busy = s.lastBatch > 0
 		}
 		s.wmu.Unlock()
 		if err != nil {
 			_ = s.c.Close() // the read loop ends and finishes up
+		}
+		if err == nil && busy {
+			if linger == nil {
+				linger = time.NewTimer(drainLinger)
+			} else {
+				linger.Reset(drainLinger)
+			}
+			select {
+			case <-s.kick:
+				continue
+			case <-linger.C:
+			}
 		}
 		s.draining.Store(false)
 		// A message queued after the last Take found draining set and
@@ -363,6 +398,7 @@ func (s *Session) wanted(m *hub.Message) bool {
 // sendQueued writes everything queued, up to maxBatch frames a write.
 func (s *Session) sendQueued() error {
 	s.batch = s.sub.Take(s.batch)
+	s.lastBatch = len(s.batch)
 	defer func() {
 		clear(s.batch)
 		s.batch = s.batch[:0]
@@ -525,6 +561,12 @@ func (s *Session) readLoop() error {
 // serveFrame carries out one client frame, or answers why not. It
 // reports false once the connection has failed.
 func (s *Session) serveFrame(typ int, data []byte) bool {
+	s.wmu.Lock()
+	closing := s.closing
+	s.wmu.Unlock()
+	if closing {
+		return true // the close handshake has begun: act on nothing
+	}
 	if typ != websocket.TextMessage {
 		return s.answer(ErrorFrame(nil, errors.New("binary frame refused: frames are JSON text")))
 	}

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"math/bits"
 	"net"
 	"net/http"
 	"net/url"
@@ -56,6 +57,7 @@ type Report struct {
 	Expected       int64   `json:"expected"`
 	Delivered      int64   `json:"delivered"`
 	Lost           int64   `json:"lost"`
+	Unconfirmed    int64   `json:"unconfirmed"` // delivered although the publish failed (timed out)
 	Duplicates     int64   `json:"duplicates"`
 	OutOfOrder     int64   `json:"out_of_order"` // meaningful with one publisher only
 	Disconnects    int64   `json:"disconnects"`
@@ -244,7 +246,8 @@ func run(ctx context.Context, cfg Config) (*Report, error) {
 	// Publish.
 	var pubLat histogram
 	start := time.Now()
-	published, pubFailed := publishAll(ctx, cfg, &pubLat)
+	okSeqs := make([]uint64, (cfg.Messages+63)/64)
+	published, pubFailed := publishAll(ctx, cfg, &pubLat, okSeqs)
 	rep.PublishSeconds = time.Since(start).Seconds()
 	rep.Published, rep.PublishFailed = published, pubFailed
 	if rep.PublishSeconds > 0 {
@@ -281,7 +284,16 @@ func run(ctx context.Context, cfg Config) (*Report, error) {
 		rep.Duplicates += s.dupes
 		rep.OutOfOrder += s.outOfOrder
 	}
-	rep.Lost = rep.Expected - rep.Delivered
+	// Lost: published and confirmed, but not seen. A publish that timed
+	// out may still have gone through; its deliveries are counted apart.
+	for _, s := range subs {
+		for w, bits := range s.seen {
+			ok := okSeqs[w]
+			rep.Lost += int64(bits64(ok &^ bits))
+			rep.Unconfirmed += int64(bits64(bits &^ ok))
+		}
+	}
+	rep.Delivered -= rep.Unconfirmed
 	rep.Disconnects = disconnects.Load()
 	if rep.DeliverSeconds > 0 {
 		rep.MsgsPerSecond = float64(rep.Delivered) / rep.DeliverSeconds
@@ -388,7 +400,10 @@ func expandBody(tpl, payload string) string {
 }
 
 // publishAll publishes cfg.Messages messages, at cfg.Rate or flat out.
-func publishAll(ctx context.Context, cfg Config, lat *histogram) (ok, failed int) {
+// The sequence numbers of the publishes that were confirmed are set in
+// okSeqs.
+func publishAll(ctx context.Context, cfg Config, lat *histogram, okSeqs []uint64) (ok, failed int) {
+	var okMu sync.Mutex
 	client := &http.Client{
 		Timeout: 10 * time.Second,
 		Transport: &http.Transport{
@@ -465,6 +480,9 @@ func publishAll(ctx context.Context, cfg Config, lat *histogram) (ok, failed int
 					continue
 				}
 				okN.Add(1)
+				okMu.Lock()
+				okSeqs[j.seq/64] |= 1 << (j.seq % 64)
+				okMu.Unlock()
 			}
 		}()
 	}
@@ -559,6 +577,8 @@ func readSSE(r *bufio.Reader, f func([]byte, time.Time)) error {
 		}
 	}
 }
+
+func bits64(x uint64) int { return bits.OnesCount64(x) }
 
 // procStats reads a process's RSS and CPU time from /proc.
 type procStats struct{ pid int }

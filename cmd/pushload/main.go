@@ -89,6 +89,9 @@ func printReport(r *Report) {
 	fmt.Printf("published        %d (failed %d) in %.3fs, %.0f/s\n", r.Published, r.PublishFailed, r.PublishSeconds, r.PublishRate)
 	fmt.Printf("delivered        %d of %d expected: lost %d, duplicates %d, out of order %d\n",
 		r.Delivered, r.Expected, r.Lost, r.Duplicates, r.OutOfOrder)
+	if r.Unconfirmed > 0 {
+		fmt.Printf("unconfirmed      %d deliveries of messages whose publish failed\n", r.Unconfirmed)
+	}
 	fmt.Printf("throughput       %.0f deliveries/s over %.3fs\n", r.MsgsPerSecond, r.DeliverSeconds)
 	fmt.Printf("latency ms       p50 %.2f  p90 %.2f  p99 %.2f  max %.2f\n", r.LatencyMs.P50, r.LatencyMs.P90, r.LatencyMs.P99, r.LatencyMs.Max)
 	fmt.Printf("publish rtt ms   p50 %.2f  p90 %.2f  p99 %.2f  max %.2f\n", r.PublishMs.P50, r.PublishMs.P90, r.PublishMs.P99, r.PublishMs.Max)
