@@ -674,18 +674,26 @@ func hijackable(w http.ResponseWriter) bool {
 // middleware stack and net/http's buffers. It falls back to the
 // ResponseWriter if the connection cannot be taken over.
 func (h *SSE) serveHijacked(w http.ResponseWriter, r *http.Request, topics []string, last string) error {
-	var conn atomic.Pointer[net.Conn]
+	var stream atomic.Pointer[sse.Stream]
 	sub, start, err := h.hub.Subscribe(topics, hub.SubscribeOptions{
 		LastEventID: last,
 		OnEnd: func(reason error) {
-			// Wake a write stuck on a client that does not read: at once
-			// for a slow subscriber, after a grace on shutdown or reload.
-			if c := conn.Load(); c != nil {
-				if reason == hub.ErrSlow {
-					_ = (*c).Close()
-				} else {
-					time.AfterFunc(shutdownGrace, func() { _ = (*c).Close() })
-				}
+			st := stream.Load()
+			if st == nil {
+				return // ServeConn sees the subscription ended
+			}
+			// A slow subscriber is cut at once; on shutdown or reload a
+			// write in progress gets a moment to finish.
+			if reason == hub.ErrSlow {
+				_ = st.Conn().Close()
+			} else {
+				time.AfterFunc(shutdownGrace, func() { _ = st.Conn().Close() })
+			}
+			go st.Close()
+		},
+		OnReady: func() {
+			if st := stream.Load(); st != nil {
+				st.Kick()
 			}
 		},
 	})
@@ -718,35 +726,26 @@ func (h *SSE) serveHijacked(w http.ResponseWriter, r *http.Request, topics []str
 	}
 	// net/http's read and write deadlines no longer apply.
 	_ = nc.SetDeadline(time.Time{})
-	conn.Store(&nc)
 
 	go func() {
 		defer end()
-		defer nc.Close()
 		defer func() {
+			// This goroutine is not a handler's: nothing above recovers.
 			if v := recover(); v != nil {
 				h.logger.Error("panic serving an event stream", zap.Any("panic", v), zap.Stack("stack"))
+				_ = nc.Close()
 			}
 		}()
-		// Nothing more is expected from the client; reading tells when
-		// it leaves.
-		gone := make(chan struct{})
-		go func() {
-			defer close(gone)
-			var b [64]byte
-			for {
-				if _, err := nc.Read(b[:]); err != nil {
-					return
-				}
-			}
-		}()
-		stream := sse.NewConnStream(nc, head, h.opts)
-		if err := stream.Begin(start, last); err != nil {
-			h.logger.Debug("subscriber gone", zap.Error(err))
+		st := sse.NewConnStream(nc, head, h.opts)
+		stream.Store(st)
+		// The subscription may have ended before the stream existed.
+		select {
+		case <-sub.Done():
+			st.Close()
 			return
+		default:
 		}
-		sub.Sent(len(start.Replay))
-		err := stream.Run(sub, gone)
+		err := st.ServeConn(sub, start, last)
 		if reason := sub.Err(); reason != nil {
 			err = reason
 		}

@@ -8,9 +8,11 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -111,20 +113,12 @@ func Headers(h http.Header) {
 	h.Del("Content-Length")
 }
 
-// Conn is a connection a stream owns outright, such as a hijacked
-// HTTP/1.1 connection: writes go straight to it, and its deadlines may be
-// set from any goroutine.
-type Conn interface {
-	Write([]byte) (int, error)
-	SetWriteDeadline(time.Time) error
-}
-
 // Stream is one subscriber's event stream.
 type Stream struct {
 	w    io.Writer
 	rw   http.ResponseWriter      // nil on a Conn
 	rc   *http.ResponseController // nil on a Conn
-	conn Conn                     // nil on a ResponseWriter
+	conn net.Conn                 // nil on a ResponseWriter
 	head []byte                   // written before the first event, on a Conn
 	opts Options
 	buf  []byte
@@ -134,6 +128,17 @@ type Stream struct {
 
 	interrupted bool
 	deadline    time.Time // the write deadline last set
+
+	// On a connection of its own (see ServeConn):
+	sub       *hub.Subscription
+	mu        sync.Mutex // held to write
+	closed    bool
+	lastWrite time.Time
+	batch     []*hub.Message
+	started   atomic.Bool   // the start is written: drains may run
+	draining  atomic.Bool   // a drain goroutine runs or is about to
+	kick      chan struct{} // wakes a lingering drain goroutine
+	beat      *time.Timer
 }
 
 // NewStream prepares a stream on w.
@@ -144,13 +149,14 @@ func NewStream(w http.ResponseWriter, opts Options) *Stream {
 	return &Stream{w: w, rw: w, rc: http.NewResponseController(w), opts: opts}
 }
 
-// NewConnStream prepares a stream on c, a connection of its own; head is
-// the response's status line and headers, written with the first events.
-func NewConnStream(c Conn, head []byte, opts Options) *Stream {
+// NewConnStream prepares a stream on c, a connection of its own (a
+// hijacked HTTP/1 connection); head is the response's status line and
+// headers, written with the first events. Serve it with ServeConn.
+func NewConnStream(c net.Conn, head []byte, opts Options) *Stream {
 	if opts.MaxBatch <= 0 {
 		opts.MaxBatch = 64 << 10
 	}
-	return &Stream{w: c, conn: c, head: head, opts: opts}
+	return &Stream{w: c, conn: c, head: head, opts: opts, kick: make(chan struct{}, 1)}
 }
 
 func (s *Stream) setWriteDeadline(t time.Time) error {
@@ -230,6 +236,7 @@ func (s *Stream) Run(sub *hub.Subscription, done <-chan struct{}) error {
 		defer timer.Stop()
 		tick = timer.C
 	}
+	s.sub = sub
 	var batch []*hub.Message
 	for {
 		select {
@@ -237,29 +244,8 @@ func (s *Stream) Run(sub *hub.Subscription, done <-chan struct{}) error {
 			// Everything queued goes out in writes of up to MaxBatch
 			// bytes; the batch's array goes back to the queue.
 			batch = sub.Take(batch)
-			for i := 0; i < len(batch); {
-				b, n := s.buf[:0], 0
-				var pooled *[]byte
-				if len(batch)-i > 1 {
-					// Several messages: build the write in a pooled
-					// buffer rather than growing the stream's own.
-					pooled = batchBufs.Get().(*[]byte)
-					b = (*pooled)[:0]
-				}
-				for ; i < len(batch) && len(b) < s.opts.MaxBatch; i++ {
-					b, n = s.appendMsg(b, batch[i], n)
-				}
-				err := s.write(b)
-				if pooled != nil {
-					if cap(b) <= 2*s.opts.MaxBatch {
-						*pooled = b[:0]
-					}
-					batchBufs.Put(pooled)
-				}
-				if err != nil {
-					return err
-				}
-				sub.Sent(n)
+			if err := s.writeBatch(batch); err != nil {
+				return err
 			}
 			clear(batch)
 			batch = batch[:0]
@@ -292,6 +278,39 @@ func (s *Stream) appendMsg(b []byte, m *hub.Message, n int) ([]byte, int) {
 // batchBufs holds the buffers that writes of several messages are built
 // in, shared by all streams.
 var batchBufs = sync.Pool{New: func() any { b := make([]byte, 0, 64<<10); return &b }}
+
+// writeBatch writes batch in writes of up to MaxBatch bytes, skipping
+// messages already sent, and counts what it sent.
+func (s *Stream) writeBatch(batch []*hub.Message) error {
+	for i := 0; i < len(batch); {
+		b, n := s.buf[:0], 0
+		var pooled *[]byte
+		if len(batch)-i > 1 {
+			// Several messages: build the write in a pooled buffer
+			// rather than growing the stream's own.
+			pooled = batchBufs.Get().(*[]byte)
+			b = (*pooled)[:0]
+		}
+		for ; i < len(batch) && len(b) < s.opts.MaxBatch; i++ {
+			b, n = s.appendMsg(b, batch[i], n)
+		}
+		var err error
+		if len(b) > 0 {
+			err = s.write(b)
+		}
+		if pooled != nil {
+			if cap(b) <= 2*s.opts.MaxBatch {
+				*pooled = b[:0]
+			}
+			batchBufs.Put(pooled)
+		}
+		if err != nil {
+			return err
+		}
+		s.sub.Sent(n)
+	}
+	return nil
+}
 
 // keepBatch bounds the batch array a stream keeps between batches.
 const keepBatch = 64
