@@ -274,6 +274,7 @@ func (h *SSE) Provision(ctx caddy.Context) error {
 		Heartbeat:    DefaultHeartbeat,
 		Retry:        time.Duration(h.Retry),
 		WriteTimeout: writeTimeout,
+		Logger:       h.logger,
 	}
 	if h.Heartbeat != nil {
 		h.opts.Heartbeat = time.Duration(*h.Heartbeat)

@@ -4,6 +4,8 @@ import (
 	"net"
 	"time"
 
+	"go.uber.org/zap"
+
 	"github.com/caddy-push/push/hub"
 )
 
@@ -78,6 +80,14 @@ func (s *Stream) drain() {
 	defer func() {
 		if linger != nil {
 			linger.Stop()
+		}
+		// Nothing above this goroutine recovers: a panic would take the
+		// whole server down.
+		if v := recover(); v != nil {
+			if s.opts.Logger != nil {
+				s.opts.Logger.Error("panic writing an event stream", zap.Any("panic", v), zap.Stack("stack"))
+			}
+			_ = s.conn.Close()
 		}
 	}()
 	for {

@@ -16,6 +16,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"go.uber.org/zap"
+
 	"github.com/caddy-push/push/hub"
 )
 
@@ -103,6 +105,8 @@ type Options struct {
 	WriteTimeout time.Duration
 	// MaxBatch bounds how many bytes of queued messages go into one write.
 	MaxBatch int
+	// Logger, if set, reports a panic in a stream's writer.
+	Logger *zap.Logger
 }
 
 // Headers sets the response headers of an event stream.

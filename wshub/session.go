@@ -228,6 +228,12 @@ func (s *Session) drain() {
 		if linger != nil {
 			linger.Stop()
 		}
+		// Nothing above this goroutine recovers: a panic would take the
+		// whole server down.
+		if v := recover(); v != nil {
+			s.log.Error("panic writing to a WebSocket", zap.Any("panic", v), zap.Stack("stack"))
+			_ = s.c.Close()
+		}
 	}()
 	for {
 		s.wmu.Lock()
