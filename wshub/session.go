@@ -123,7 +123,7 @@ type Session struct {
 	// since holds, for each subscribed topic, the sequence number after
 	// which its messages are sent: queued messages at or below it were
 	// either replayed already or queued before an unsubscribe.
-	since     map[string]uint64
+	since     []topicSince
 	batch     []*hub.Message // taken from the queue
 	lastBatch int            // how many messages the last Take gave
 	frames    [][]byte       // about to be written
@@ -141,7 +141,6 @@ func NewSession(c *Conn, sub *hub.Subscription, opts Options) *Session {
 		log:      opts.Logger,
 		readDone: make(chan struct{}),
 		kick:     make(chan struct{}, 1),
-		since:    make(map[string]uint64),
 	}
 	if s.log == nil {
 		s.log = zap.NewNop()
@@ -150,6 +149,33 @@ func NewSession(c *Conn, sub *hub.Subscription, opts Options) *Session {
 		s.enc = EncodeRaw
 	}
 	return s
+}
+
+// topicSince is a subscribed topic and the sequence number after which
+// its messages are sent. A connection has few topics (at most
+// MaxTopics), so a slice costs less than a map and is as fast.
+type topicSince struct {
+	topic string
+	seq   uint64
+}
+
+func (s *Session) sinceOf(topic string) (uint64, bool) {
+	for _, ts := range s.since {
+		if ts.topic == topic {
+			return ts.seq, true
+		}
+	}
+	return 0, false
+}
+
+func (s *Session) setSince(topic string, seq uint64) {
+	for i := range s.since {
+		if s.since[i].topic == topic {
+			s.since[i].seq = seq
+			return
+		}
+	}
+	s.since = append(s.since, topicSince{topic, seq})
 }
 
 // errClientClosed ends a session the client closed.
@@ -161,7 +187,7 @@ var errClientClosed = errors.New("client closed the connection")
 func (s *Session) Serve(start hub.Start, last string) error {
 	s.wmu.Lock()
 	for _, t := range s.sub.Topics() {
-		s.since[t] = start.HeadSeq
+		s.setSince(t, start.HeadSeq)
 	}
 	err := s.begin(start, last, nil)
 	if err != nil {
@@ -397,7 +423,7 @@ func (s *Session) begin(start hub.Start, last string, ack []byte) error {
 
 // wanted reports whether a queued message is still to be sent.
 func (s *Session) wanted(m *hub.Message) bool {
-	since, ok := s.since[m.Topic]
+	since, ok := s.sinceOf(m.Topic)
 	return ok && m.Seq > since
 }
 
@@ -473,13 +499,13 @@ func (s *Session) subscription(f *Frame) bool {
 	case TypeUnsubscribe:
 		s.sub.Remove(f.Topics)
 		for _, t := range f.Topics {
-			delete(s.since, t)
+			s.since = slices.DeleteFunc(s.since, func(ts topicSince) bool { return ts.topic == t })
 		}
 		err = s.sendJSON(AckFrame(f.Ref, ""))
 	case TypeSubscribe:
 		var add []string
 		for _, t := range f.Topics {
-			if _, ok := s.since[t]; !ok && !slices.Contains(add, t) {
+			if _, ok := s.sinceOf(t); !ok && !slices.Contains(add, t) {
 				add = append(add, t)
 			}
 		}
@@ -496,7 +522,7 @@ func (s *Session) subscription(f *Frame) bool {
 				break
 			}
 			for _, t := range add {
-				s.since[t] = start.HeadSeq
+				s.setSince(t, start.HeadSeq)
 			}
 			err = s.begin(start, f.LastEventID, AckFrame(f.Ref, ""))
 		}

@@ -147,7 +147,7 @@ func TestQueuedMessagesShareOneWrite(t *testing.T) {
 	defer client.Close()
 	cc := &countingConn{Conn: server}
 	s := NewSession(&Conn{conn: &conn{Conn: cc, timeout: time.Second}}, sub, Options{})
-	s.since["t"] = start.HeadSeq
+	s.setSince("t", start.HeadSeq)
 	received := make(chan []byte)
 	go func() {
 		b, _ := io.ReadAll(client)
