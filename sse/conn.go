@@ -9,11 +9,6 @@ import (
 	"github.com/caddy-push/push/hub"
 )
 
-// drainLinger is how long a drain goroutine waits for the next message
-// before it ends: while messages flow it is cheaper to keep it than to
-// start one for every message, and an idle stream still keeps none.
-const drainLinger = 50 * time.Millisecond
-
 // ServeConn streams sub on the stream's own connection: it writes the
 // response head, the reset notice and the replay, then reads from the
 // connection, in the caller's goroutine, until the client leaves or the
@@ -22,6 +17,12 @@ const drainLinger = 50 * time.Millisecond
 // that Kick starts, heartbeats by a timer, each under the stream's lock.
 func (s *Stream) ServeConn(sub *hub.Subscription, start hub.Start, lastEventID string) error {
 	s.sub = sub
+	s.pump.Init(sub, s.sendQueued, func(v any) {
+		if s.opts.Logger != nil {
+			s.opts.Logger.Error("panic writing an event stream", zap.Any("panic", v), zap.Stack("stack"))
+		}
+		_ = s.conn.Close()
+	})
 	s.mu.Lock()
 	err := s.Begin(start, lastEventID)
 	s.lastWrite = time.Now()
@@ -34,10 +35,7 @@ func (s *Stream) ServeConn(sub *hub.Subscription, start hub.Start, lastEventID s
 		return err
 	}
 	sub.Sent(len(start.Replay))
-	s.started.Store(true)
-	if sub.Queued() > 0 {
-		s.Kick()
-	}
+	s.pump.Start()
 	if s.opts.Heartbeat > 0 {
 		// Set the field before the timer can fire: heartbeat resets it.
 		s.beat = time.AfterFunc(time.Hour, s.heartbeat)
@@ -58,64 +56,9 @@ func (s *Stream) ServeConn(sub *hub.Subscription, start hub.Start, lastEventID s
 	return err
 }
 
-// Kick is the subscription's OnReady hook: messages are queued, so start
-// a drain unless one runs. It never blocks.
-func (s *Stream) Kick() {
-	if !s.started.Load() {
-		return // ServeConn kicks once the start is written
-	}
-	if s.draining.CompareAndSwap(false, true) {
-		go s.drain()
-		return
-	}
-	select {
-	case s.kick <- struct{}{}:
-	default:
-	}
-}
-
-// drain writes what is queued until nothing more comes for drainLinger.
-func (s *Stream) drain() {
-	var linger *time.Timer
-	defer func() {
-		if linger != nil {
-			linger.Stop()
-		}
-		// Nothing above this goroutine recovers: a panic would take the
-		// whole server down.
-		if v := recover(); v != nil {
-			if s.opts.Logger != nil {
-				s.opts.Logger.Error("panic writing an event stream", zap.Any("panic", v), zap.Stack("stack"))
-			}
-			_ = s.conn.Close()
-		}
-	}()
-	for {
-		n, err := s.sendQueued()
-		if err != nil {
-			s.draining.Store(false)
-			return
-		}
-		if n > 0 {
-			if linger == nil {
-				linger = time.NewTimer(drainLinger)
-			} else {
-				linger.Reset(drainLinger)
-			}
-			select {
-			case <-s.kick:
-				continue
-			case <-linger.C:
-			}
-		}
-		s.draining.Store(false)
-		// A message queued after the last Take found draining set and
-		// started nothing: look again.
-		if s.sub.Queued() == 0 || !s.draining.CompareAndSwap(false, true) {
-			return
-		}
-	}
-}
+// Kick is the subscription's OnReady hook: messages are queued, so have
+// them written. It never blocks.
+func (s *Stream) Kick() { s.pump.Kick() }
 
 // sendQueued writes everything queued and reports how many messages it
 // took. A failed write closes the connection.

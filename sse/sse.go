@@ -12,7 +12,6 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -139,9 +138,7 @@ type Stream struct {
 	closed    bool
 	lastWrite time.Time
 	batch     []*hub.Message
-	started   atomic.Bool   // the start is written: drains may run
-	draining  atomic.Bool   // a drain goroutine runs or is about to
-	kick      chan struct{} // wakes a lingering drain goroutine
+	pump      hub.Pump
 	beat      *time.Timer
 }
 
@@ -160,7 +157,7 @@ func NewConnStream(c net.Conn, head []byte, opts Options) *Stream {
 	if opts.MaxBatch <= 0 {
 		opts.MaxBatch = 64 << 10
 	}
-	return &Stream{w: c, conn: c, head: head, opts: opts, kick: make(chan struct{}, 1)}
+	return &Stream{w: c, conn: c, head: head, opts: opts}
 }
 
 func (s *Stream) setWriteDeadline(t time.Time) error {

@@ -9,7 +9,6 @@ import (
 	"net"
 	"slices"
 	"sync"
-	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -112,8 +111,7 @@ type Session struct {
 	enc  func(*hub.Message) []byte
 	log  *zap.Logger
 
-	draining atomic.Bool   // a drain goroutine runs or is about to
-	kick     chan struct{} // wakes a lingering drain goroutine
+	pump     hub.Pump
 	readDone chan struct{} // closed when the read loop has ended
 	endOnce  sync.Once
 	ping     *time.Timer
@@ -140,7 +138,6 @@ func NewSession(c *Conn, sub *hub.Subscription, opts Options) *Session {
 		enc:      EncodeJSON,
 		log:      opts.Logger,
 		readDone: make(chan struct{}),
-		kick:     make(chan struct{}, 1),
 	}
 	if s.log == nil {
 		s.log = zap.NewNop()
@@ -148,6 +145,10 @@ func NewSession(c *Conn, sub *hub.Subscription, opts Options) *Session {
 	if opts.Format == Raw {
 		s.enc = EncodeRaw
 	}
+	s.pump.Init(sub, s.drainOnce, func(v any) {
+		s.log.Error("panic writing to a WebSocket", zap.Any("panic", v), zap.Stack("stack"))
+		_ = s.c.Close()
+	})
 	return s
 }
 
@@ -204,9 +205,8 @@ func (s *Session) Serve(start hub.Start, last string) error {
 	case <-s.sub.Done():
 		s.Ended(s.sub.Err())
 	default:
-		if s.sub.Queued() > 0 {
-			s.Kick()
-		}
+		// Live messages may go out now, after the start.
+		s.pump.Start()
 	}
 	if s.opts.Ping > 0 {
 		// Set the field before the timer can fire: sendPing resets it.
@@ -229,72 +229,25 @@ func (s *Session) Serve(start hub.Start, last string) error {
 	return err
 }
 
-// Kick is the subscription's OnReady hook: messages are queued, so start
-// a drain unless one runs. It never blocks.
-func (s *Session) Kick() {
-	if s.draining.CompareAndSwap(false, true) {
-		go s.drain()
-		return
-	}
-	select {
-	case s.kick <- struct{}{}:
-	default:
-	}
-}
+// Kick is the subscription's OnReady hook: messages are queued, so have
+// them written. It never blocks.
+func (s *Session) Kick() { s.pump.Kick() }
 
-// drainLinger is how long a drain goroutine waits for the next message
-// before it ends: while messages flow it is cheaper to keep it than to
-// start one for every message, and an idle connection still keeps none.
-const drainLinger = 50 * time.Millisecond
-
-// drain writes what is queued until the queue stays empty.
-func (s *Session) drain() {
-	var linger *time.Timer
-	defer func() {
-		if linger != nil {
-			linger.Stop()
-		}
-		// Nothing above this goroutine recovers: a panic would take the
-		// whole server down.
-		if v := recover(); v != nil {
-			s.log.Error("panic writing to a WebSocket", zap.Any("panic", v), zap.Stack("stack"))
-			_ = s.c.Close()
-		}
-	}()
-	for {
-		s.wmu.Lock()
-		var err error
-		busy := false
-		if !s.closing {
-			err = s.sendQueued()
-			if err != nil {
-				s.closing = true
-			}
-			busy = s.lastBatch > 0
-		}
-		s.wmu.Unlock()
-		if err != nil {
-			_ = s.c.Close() // the read loop ends and finishes up
-		}
-		if err == nil && busy {
-			if linger == nil {
-				linger = time.NewTimer(drainLinger)
-			} else {
-				linger.Reset(drainLinger)
-			}
-			select {
-			case <-s.kick:
-				continue
-			case <-linger.C:
-			}
-		}
-		s.draining.Store(false)
-		// A message queued after the last Take found draining set and
-		// started nothing: look again.
-		if err != nil || s.sub.Queued() == 0 || !s.draining.CompareAndSwap(false, true) {
-			return
-		}
+// drainOnce writes what is queued and reports how many messages it took.
+// A failed write closes the connection; the read loop then ends and
+// finishes up.
+func (s *Session) drainOnce() (int, error) {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	if s.closing {
+		return 0, net.ErrClosed
 	}
+	if err := s.sendQueued(); err != nil {
+		s.closing = true
+		_ = s.c.Close()
+		return s.lastBatch, err
+	}
+	return s.lastBatch, nil
 }
 
 // Ended is the subscription's OnEnd hook: the hub ended it (too slow,

@@ -1,0 +1,102 @@
+package hub
+
+import (
+	"sync/atomic"
+	"time"
+)
+
+// PumpLinger is how long a pump's goroutine waits for the next message
+// before it ends: while messages flow it is cheaper to keep it than to
+// start one for every message, and an idle subscriber still keeps none.
+const PumpLinger = 50 * time.Millisecond
+
+// Pump writes a subscription's messages without a goroutine of its own
+// while the subscriber is idle. Kick, the subscription's OnReady hook,
+// starts a goroutine that calls write until write takes nothing and
+// nothing more comes for PumpLinger. Writes never overlap.
+//
+// The zero Pump is not ready: call Init, then Start once whatever must
+// go before live messages (the replay) is written; kicks before Start are
+// ignored.
+type Pump struct {
+	sub     *Subscription
+	write   func() (int, error)
+	onPanic func(any)
+
+	started  atomic.Bool
+	draining atomic.Bool   // a goroutine runs or is about to
+	kick     chan struct{} // wakes a lingering goroutine
+}
+
+// Init sets the pump up: write writes what is queued and returns how
+// many messages it took (an error stops the pump until the next kick);
+// onPanic, if set, is told of a panic in write, which is recovered.
+func (p *Pump) Init(sub *Subscription, write func() (int, error), onPanic func(any)) {
+	p.sub, p.write, p.onPanic = sub, write, onPanic
+	p.kick = make(chan struct{}, 1)
+}
+
+// Start lets kicks through, and kicks if messages are already queued.
+func (p *Pump) Start() {
+	p.started.Store(true)
+	if p.sub.Queued() > 0 {
+		p.Kick()
+	}
+}
+
+// Kick starts the pump's goroutine unless it runs. It never blocks.
+func (p *Pump) Kick() {
+	if !p.started.Load() {
+		return
+	}
+	if p.draining.CompareAndSwap(false, true) {
+		go p.run()
+		return
+	}
+	select {
+	case p.kick <- struct{}{}:
+	default:
+	}
+}
+
+func (p *Pump) run() {
+	var linger *time.Timer
+	defer func() {
+		if linger != nil {
+			linger.Stop()
+		}
+		// Nothing above this goroutine recovers: a panic would take the
+		// whole process down.
+		if v := recover(); v != nil {
+			p.draining.Store(false)
+			if p.onPanic != nil {
+				p.onPanic(v)
+			}
+		}
+	}()
+	for {
+		n, err := p.write()
+		if err != nil {
+			p.draining.Store(false)
+			return
+		}
+		if n > 0 {
+			if linger == nil {
+				linger = time.NewTimer(PumpLinger)
+			} else {
+				linger.Reset(PumpLinger)
+			}
+			select {
+			case <-p.kick:
+				continue
+			case <-linger.C:
+			}
+		}
+		p.draining.Store(false)
+		// A message queued after the last write took its batch found
+		// draining set and started nothing: look again.
+		if p.sub.Queued() == 0 || !p.draining.CompareAndSwap(false, true) {
+			return
+		}
+	}
+}
