@@ -127,7 +127,8 @@ func (h *histogram) pcts() Pcts {
 		for i := range h.counts {
 			n += h.counts[i].Load()
 			if n >= want {
-				return math.Pow(1.01, float64(i+1)) / 1000
+				// The bucket's upper edge, but never above the maximum.
+				return min(math.Pow(1.01, float64(i+1)), float64(h.max.Load())) / 1000
 			}
 		}
 		return float64(h.max.Load()) / 1000
