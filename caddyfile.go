@@ -180,25 +180,15 @@ func (h *WS) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return err
 			}
 		case "publish":
-			args := d.RemainingArgs()
-			if len(args) == 0 {
-				return d.ArgErr()
-			}
-			for _, p := range args {
-				if _, err := parsePattern(p); err != nil {
-					return d.Errf("publish: %v", err)
-				}
+			args, err := listArgs(d, checkPattern)
+			if err != nil {
+				return err
 			}
 			h.Publish = append(h.Publish, args...)
 		case "origins":
-			args := d.RemainingArgs()
-			if len(args) == 0 {
-				return d.ArgErr()
-			}
-			for _, o := range args {
-				if err := checkOrigin(o); err != nil {
-					return d.Err(err.Error())
-				}
+			args, err := listArgs(d, checkOrigin)
+			if err != nil {
+				return err
 			}
 			h.Origins = append(h.Origins, args...)
 		case "ping":
@@ -237,22 +227,31 @@ func (h *WS) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 
 // unmarshalOption reads a `topic` or `subscribe` line.
 func (s *Subscriber) unmarshalOption(d *caddyfile.Dispenser) error {
+	if d.Val() == "topic" {
+		// Templates are checked once expanded, or in checkCaddyfile.
+		args, err := listArgs(d, func(string) error { return nil })
+		s.Topics = append(s.Topics, args...)
+		return err
+	}
+	args, err := listArgs(d, checkPattern)
+	s.Subscribe = append(s.Subscribe, args...)
+	return err
+}
+
+// listArgs reads the rest of the line: at least one value, each passing
+// check.
+func listArgs(d *caddyfile.Dispenser, check func(string) error) ([]string, error) {
 	opt := d.Val()
 	args := d.RemainingArgs()
 	if len(args) == 0 {
-		return d.ArgErr()
+		return nil, d.ArgErr()
 	}
-	if opt == "topic" {
-		s.Topics = append(s.Topics, args...)
-		return nil
-	}
-	for _, p := range args {
-		if _, err := parsePattern(p); err != nil {
-			return d.Errf("subscribe: %v", err)
+	for _, a := range args {
+		if err := check(a); err != nil {
+			return nil, d.Errf("%s: %v", opt, err)
 		}
 	}
-	s.Subscribe = append(s.Subscribe, args...)
-	return nil
+	return args, nil
 }
 
 // checkCaddyfile reports, with the file and line, a handler that would

@@ -332,15 +332,11 @@ func (h *SSE) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Hand
 func (h *SSE) serveStream(w http.ResponseWriter, r *http.Request, topics []string, last string) error {
 	stream := sse.NewStream(w, h.opts)
 	defer stream.Finish()
-	sub, start, err := h.hub.Subscribe(topics, hub.SubscribeOptions{LastEventID: last})
+	sub, start, end, err := h.streams.subscribe(h.hub, r, topics, hub.SubscribeOptions{LastEventID: last})
 	if err != nil {
-		return caddyhttp.Error(http.StatusServiceUnavailable, err)
+		return err
 	}
-	defer sub.Close()
-	if !h.streams.add(sub, r) {
-		return caddyhttp.Error(http.StatusServiceUnavailable, hub.ErrShutdown)
-	}
-	defer h.streams.remove(sub)
+	defer end()
 
 	if err := stream.Begin(start, last); err != nil {
 		h.logger.Debug("subscriber gone", zap.Error(err))
@@ -394,7 +390,7 @@ type WS struct {
 	hub       *hub.Hub
 	logger    *zap.Logger
 	streams   *streamSet
-	publish   []pattern
+	publish   patterns
 	origins   []string // normalized
 	anyOrigin bool
 	opts      wshub.Options
@@ -421,13 +417,9 @@ func (h *WS) Provision(ctx caddy.Context) error {
 	if err := h.Subscriber.provision(); err != nil {
 		return err
 	}
-	h.publish = h.publish[:0]
-	for _, p := range h.Publish {
-		pat, err := parsePattern(p)
-		if err != nil {
-			return err
-		}
-		h.publish = append(h.publish, pat)
+	var err error
+	if h.publish, err = parsePatterns(h.Publish); err != nil {
+		return err
 	}
 	h.anyOrigin = slices.Contains(h.Origins, "*")
 	h.origins = h.origins[:0]
@@ -436,7 +428,6 @@ func (h *WS) Provision(ctx caddy.Context) error {
 			h.origins = append(h.origins, normalOrigin(u))
 		}
 	}
-	var err error
 	if h.hub, err = appHub(ctx); err != nil {
 		return err
 	}
@@ -444,7 +435,7 @@ func (h *WS) Provision(ctx caddy.Context) error {
 		Ping:           DefaultHeartbeat,
 		MaxMessageSize: h.MaxMessageSize,
 		MaxTopics:      MaxTopicsPerConnection,
-		CanPublish:     h.canPublish,
+		CanPublish:     h.publish.match,
 		Publish:        h.publishMessage,
 		Logger:         h.logger,
 	}
@@ -501,15 +492,6 @@ func (h *WS) Cleanup() error {
 		h.streams.endAll()
 	}
 	return nil
-}
-
-func (h *WS) canPublish(topic string) bool {
-	for _, p := range h.publish {
-		if p.match(topic) {
-			return true
-		}
-	}
-	return false
 }
 
 func (h *WS) publishMessage(ctx context.Context, m *hub.Message) (string, error) {
@@ -593,7 +575,7 @@ func (h *WS) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handl
 	}
 
 	var sess atomic.Pointer[wshub.Session]
-	sub, start, err := h.hub.Subscribe(topics, hub.SubscribeOptions{
+	sub, start, end, err := h.streams.subscribe(h.hub, r, topics, hub.SubscribeOptions{
 		LastEventID: last,
 		OnEnd: func(reason error) {
 			if s := sess.Load(); s != nil {
@@ -607,15 +589,7 @@ func (h *WS) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handl
 		},
 	})
 	if err != nil {
-		return caddyhttp.Error(http.StatusServiceUnavailable, err)
-	}
-	if !h.streams.add(sub, r) {
-		sub.Close()
-		return caddyhttp.Error(http.StatusServiceUnavailable, hub.ErrShutdown)
-	}
-	end := func() {
-		h.streams.remove(sub)
-		sub.Close()
+		return err
 	}
 
 	c, err := wshub.Upgrade(w, r, writeTimeout)
@@ -676,7 +650,7 @@ func hijackable(w http.ResponseWriter) bool {
 // ResponseWriter if the connection cannot be taken over.
 func (h *SSE) serveHijacked(w http.ResponseWriter, r *http.Request, topics []string, last string) error {
 	var stream atomic.Pointer[sse.Stream]
-	sub, start, err := h.hub.Subscribe(topics, hub.SubscribeOptions{
+	sub, start, end, err := h.streams.subscribe(h.hub, r, topics, hub.SubscribeOptions{
 		LastEventID: last,
 		OnEnd: func(reason error) {
 			st := stream.Load()
@@ -699,15 +673,7 @@ func (h *SSE) serveHijacked(w http.ResponseWriter, r *http.Request, topics []str
 		},
 	})
 	if err != nil {
-		return caddyhttp.Error(http.StatusServiceUnavailable, err)
-	}
-	if !h.streams.add(sub, r) {
-		sub.Close()
-		return caddyhttp.Error(http.StatusServiceUnavailable, hub.ErrShutdown)
-	}
-	end := func() {
-		h.streams.remove(sub)
-		sub.Close()
+		return err
 	}
 
 	hdr := w.Header()
@@ -763,6 +729,25 @@ type streamSet struct {
 	subs     map[*hub.Subscription]struct{}
 	servers  map[*http.Server]struct{}
 	stopping bool
+}
+
+// subscribe subscribes a request to topics on h and registers the
+// subscription, so that shutdown or unloading the config ends it; end
+// undoes both. The error is a caddyhttp.HandlerError.
+func (s *streamSet) subscribe(h *hub.Hub, r *http.Request, topics []string, opts hub.SubscribeOptions) (sub *hub.Subscription, start hub.Start, end func(), err error) {
+	sub, start, err = h.Subscribe(topics, opts)
+	if err != nil {
+		return nil, hub.Start{}, nil, caddyhttp.Error(http.StatusServiceUnavailable, err)
+	}
+	if !s.add(sub, r) {
+		sub.Close()
+		return nil, hub.Start{}, nil, caddyhttp.Error(http.StatusServiceUnavailable, hub.ErrShutdown)
+	}
+	end = func() {
+		s.remove(sub)
+		sub.Close()
+	}
+	return sub, start, end, nil
 }
 
 // add registers sub, and hooks the shutdown of the request's server the

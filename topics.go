@@ -31,7 +31,7 @@ type Subscriber struct {
 	// Default: none.
 	Subscribe []string `json:"subscribe,omitempty"`
 
-	patterns []pattern
+	patterns patterns
 }
 
 func (s *Subscriber) provision() error {
@@ -42,29 +42,16 @@ func (s *Subscriber) provision() error {
 			}
 		}
 	}
-	s.patterns = s.patterns[:0]
-	for _, p := range s.Subscribe {
-		pat, err := parsePattern(p)
-		if err != nil {
-			return err
-		}
-		s.patterns = append(s.patterns, pat)
-	}
-	return nil
+	var err error
+	s.patterns, err = parsePatterns(s.Subscribe)
+	return err
 }
 
 // hasTopics reports whether a connection can get any topic at all.
 func (s *Subscriber) hasTopics() bool { return len(s.Topics) > 0 || len(s.Subscribe) > 0 }
 
 // allowed reports whether a client may add topic.
-func (s *Subscriber) allowed(topic string) bool {
-	for _, p := range s.patterns {
-		if p.match(topic) {
-			return true
-		}
-	}
-	return false
-}
+func (s *Subscriber) allowed(topic string) bool { return s.patterns.match(topic) }
 
 // requestTopics returns the topics of one request: the route's topic
 // templates expanded, then those the client asked for with ?topic=,
@@ -160,6 +147,37 @@ func parsePattern(p string) (pattern, error) {
 		}
 	}
 	return pattern(segs), nil
+}
+
+// checkPattern reports why p cannot be a pattern, or nil.
+func checkPattern(p string) error {
+	_, err := parsePattern(p)
+	return err
+}
+
+// patterns is a list of patterns, any of which may match.
+type patterns []pattern
+
+func parsePatterns(ps []string) (patterns, error) {
+	var out patterns
+	for _, p := range ps {
+		pat, err := parsePattern(p)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, pat)
+	}
+	return out, nil
+}
+
+// match reports whether any of ps matches topic.
+func (ps patterns) match(topic string) bool {
+	for _, p := range ps {
+		if p.match(topic) {
+			return true
+		}
+	}
+	return false
 }
 
 // match reports whether topic matches p, by dynamic programming over

@@ -395,14 +395,7 @@ func (h *Hub) Subscribe(topics []string, opts SubscribeOptions) (*Subscription, 
 		return nil, Start{}, ErrClosed
 	}
 	h.trimLocked(cfg, time.Now())
-	for _, name := range topics {
-		t := h.topicLocked(name)
-		if _, dup := t.subs[s]; dup {
-			continue
-		}
-		t.subs[s] = struct{}{}
-		s.topics = append(s.topics, t)
-	}
+	h.addTopicsLocked(s, topics)
 	h.subs[s] = struct{}{}
 	return s, h.startLocked(s.topics, opts.LastEventID), nil
 }
@@ -668,8 +661,14 @@ func (s *Subscription) Add(topics []string, last string) (Start, error) {
 		return Start{}, s.err
 	}
 	h.trimLocked(h.cfg.Load(), time.Now())
+	return h.startLocked(h.addTopicsLocked(s, topics), last), nil
+}
+
+// addTopicsLocked subscribes s to the topics it does not have yet and
+// returns those.
+func (h *Hub) addTopicsLocked(s *Subscription, names []string) []*topic {
 	var added []*topic
-	for _, name := range topics {
+	for _, name := range names {
 		t := h.topicLocked(name)
 		if _, dup := t.subs[s]; dup {
 			continue
@@ -678,7 +677,7 @@ func (s *Subscription) Add(topics []string, last string) (Start, error) {
 		s.topics = append(s.topics, t)
 		added = append(added, t)
 	}
-	return h.startLocked(added, last), nil
+	return added
 }
 
 // Remove unsubscribes s from topics it has. Messages of those topics
