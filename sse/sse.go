@@ -124,7 +124,6 @@ type Stream struct {
 	conn net.Conn                 // nil on a ResponseWriter
 	head []byte                   // written before the first event, on a Conn
 	opts Options
-	buf  []byte
 	// last is the sequence number of the last message written, to skip
 	// live messages already sent as replay.
 	last uint64
@@ -197,7 +196,9 @@ func (s *Stream) Finish() {
 // Begin writes the status and headers, the retry field, the reset notice
 // and the replay, and flushes them.
 func (s *Stream) Begin(st hub.Start, lastEventID string) error {
-	b := s.buf[:0]
+	buf := getBuf()
+	defer putBuf(buf)
+	b := *buf
 	if s.rw != nil {
 		Headers(s.rw.Header())
 		s.rw.WriteHeader(http.StatusOK)
@@ -219,11 +220,12 @@ func (s *Stream) Begin(st hub.Start, lastEventID string) error {
 			if err := s.write(b); err != nil {
 				return err
 			}
-			b = s.buf[:0]
+			b = b[:0]
 		}
 		b = append(b, Encode(m)...)
 		s.last = m.Seq
 	}
+	*buf = b
 	return s.write(b)
 }
 
@@ -277,36 +279,56 @@ func (s *Stream) appendMsg(b []byte, m *hub.Message, n int) ([]byte, int) {
 }
 
 // batchBufs holds the buffers that writes of several messages are built
-// in, shared by all streams.
+// in, shared by all streams, so that a stream keeps none between writes.
 var batchBufs = sync.Pool{New: func() any { b := make([]byte, 0, 64<<10); return &b }}
+
+func getBuf() *[]byte { return batchBufs.Get().(*[]byte) }
+
+// putBuf returns a buffer to the pool, unless it grew far past its size.
+func putBuf(b *[]byte) {
+	if cap(*b) <= 256<<10 {
+		*b = (*b)[:0]
+		batchBufs.Put(b)
+	}
+}
 
 // writeBatch writes batch in writes of up to MaxBatch bytes, skipping
 // messages already sent, and counts what it sent.
 func (s *Stream) writeBatch(batch []*hub.Message) error {
-	for i := 0; i < len(batch); {
-		b, n := s.buf[:0], 0
-		var pooled *[]byte
-		if len(batch)-i > 1 {
-			// Several messages: build the write in a pooled buffer
-			// rather than growing the stream's own.
-			pooled = batchBufs.Get().(*[]byte)
-			b = (*pooled)[:0]
+	var buf *[]byte
+	defer func() {
+		if buf != nil {
+			putBuf(buf)
 		}
+	}()
+	for i := 0; i < len(batch); {
+		if i == len(batch)-1 {
+			// One message left: it goes out from its shared encoding,
+			// not copied for each subscriber.
+			m := batch[i]
+			i++
+			if m.Seq <= s.last {
+				continue
+			}
+			s.last = m.Seq
+			if err := s.write(Encode(m)); err != nil {
+				return err
+			}
+			s.sub.Sent(1)
+			continue
+		}
+		if buf == nil {
+			buf = getBuf()
+		}
+		b, n := (*buf)[:0], 0
 		for ; i < len(batch) && len(b) < s.opts.MaxBatch; i++ {
 			b, n = s.appendMsg(b, batch[i], n)
 		}
-		var err error
+		*buf = b
 		if len(b) > 0 {
-			err = s.write(b)
-		}
-		if pooled != nil {
-			if cap(b) <= 2*s.opts.MaxBatch {
-				*pooled = b[:0]
+			if err := s.write(b); err != nil {
+				return err
 			}
-			batchBufs.Put(pooled)
-		}
-		if err != nil {
-			return err
 		}
 		s.sub.Sent(n)
 	}
@@ -343,13 +365,5 @@ func (s *Stream) write(b []byte) error {
 	if _, err := s.w.Write(b); err != nil {
 		return err
 	}
-	// A pooled buffer (64 KiB and up) is never kept.
-	if cap(b) > cap(s.buf) && cap(b) <= keepBuf {
-		s.buf = b[:0]
-	}
 	return s.flush()
 }
-
-// keepBuf bounds the write buffer a stream keeps between writes: a burst
-// must not leave every connection holding a large buffer.
-const keepBuf = 4 << 10
