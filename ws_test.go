@@ -98,6 +98,20 @@ func (c *wsConn) message() wsFrame {
 	return f
 }
 
+// ackAndMessage reads the answer to the client's own publish and the
+// message it published, which may come in either order.
+func (c *wsConn) ackAndMessage() (ack, msg wsFrame) {
+	c.t.Helper()
+	for range 2 {
+		if f := c.frame(); f.Type == "ack" {
+			ack = f
+		} else {
+			msg = f
+		}
+	}
+	return ack, msg
+}
+
 func (c *wsConn) send(frame string) {
 	c.t.Helper()
 	if err := c.WriteMessage(websocket.TextMessage, []byte(frame)); err != nil {
@@ -626,14 +640,7 @@ func TestWSThroughReverseProxy(t *testing.T) {
 	}`)
 	c := mustDialWS(t, wsURL(tc, "/proxied/?topic=chat/a"))
 	c.send(`{"type":"publish","topic":"chat/a","data":"via proxy","ref":1}`)
-	var ack, msg wsFrame
-	for range 2 {
-		if f := c.frame(); f.Type == "ack" {
-			ack = f
-		} else {
-			msg = f
-		}
-	}
+	ack, msg := c.ackAndMessage()
 	if ack.ID == "" || msg.ID != ack.ID || data(msg) != "via proxy" {
 		t.Fatalf("ack %+v, message %+v", ack, msg)
 	}
@@ -660,14 +667,7 @@ func TestWSFramesTakeEffectInOrder(t *testing.T) {
 		if f := c.frame(); f.Type != "ack" || string(f.Ref) != "1" {
 			t.Fatalf("subscribe answer %+v", f)
 		}
-		var ack, msg wsFrame
-		for range 2 {
-			if f := c.frame(); f.Type == "ack" {
-				ack = f
-			} else {
-				msg = f
-			}
-		}
+		ack, msg := c.ackAndMessage()
 		if ack.ID == "" || msg.Type != "message" || msg.ID != ack.ID {
 			t.Fatalf("round %d: ack %+v, message %+v", i, ack, msg)
 		}
