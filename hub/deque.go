@@ -13,8 +13,6 @@ func (d *deque) push(m *Message) { d.buf = append(d.buf, m) }
 
 func (d *deque) front() *Message { return d.buf[d.head] }
 
-func (d *deque) back() *Message { return d.buf[len(d.buf)-1] }
-
 func (d *deque) pop() *Message {
 	m := d.buf[d.head]
 	d.buf[d.head] = nil
