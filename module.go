@@ -102,6 +102,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 		if err != nil {
 			return nil, err
 		}
+		if ob, ok := b.(hub.ObservableBroker); ok {
+			ob.ObserveRoundTrips(observeBrokerRoundTrip)
+		}
 		h, err := hub.New(b, cfg, logger)
 		if err != nil {
 			return nil, err
@@ -112,6 +115,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("provisioning hub: %v", err)
 	}
 	a.hub = val.(hubEntry).Hub
+	if err := registerMetrics(ctx.GetMetricsRegistry()); err != nil {
+		return fmt.Errorf("registering metrics: %v", err)
+	}
 	return nil
 }
 

@@ -97,7 +97,8 @@ func (h *SSE) Cleanup() error {
 }
 
 // ServeHTTP subscribes the request to its topics and streams them.
-func (h *SSE) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
+func (h *SSE) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) (err error) {
+	defer func() { countConnection(kindSSE, err) }()
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD")
 		return caddyhttp.Error(http.StatusMethodNotAllowed, fmt.Errorf("method %s not allowed for an event stream", r.Method))
@@ -126,7 +127,7 @@ func (h *SSE) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Hand
 func (h *SSE) serveStream(w http.ResponseWriter, r *http.Request, topics []string, last string) error {
 	stream := sse.NewStream(w, h.opts)
 	defer stream.Finish()
-	sub, start, end, err := h.streams.subscribe(h.hub, r, topics, hub.SubscribeOptions{LastEventID: last})
+	sub, start, end, err := h.streams.subscribe(h.hub, r, topics, hub.SubscribeOptions{LastEventID: last, Kind: kindSSE})
 	if err != nil {
 		return err
 	}
@@ -184,6 +185,7 @@ func (h *SSE) serveHijacked(w http.ResponseWriter, r *http.Request, topics []str
 	var stream atomic.Pointer[sse.Stream]
 	sub, start, end, err := h.streams.subscribe(h.hub, r, topics, hub.SubscribeOptions{
 		LastEventID: last,
+		Kind:        kindSSE,
 		OnEnd: func(reason error) {
 			st := stream.Load()
 			if st == nil {

@@ -162,10 +162,12 @@ func (h *WS) Cleanup() error {
 }
 
 func (h *WS) publishMessage(ctx context.Context, m *hub.Message) (string, error) {
+	start := time.Now()
 	ids, err := h.hub.Publish(ctx, m)
 	if err != nil {
 		return "", err
 	}
+	observePublish(start)
 	return ids[0], nil
 }
 
@@ -219,7 +221,8 @@ func sameHost(a, b string) bool {
 
 // ServeHTTP upgrades the request, subscribes it to its topics and serves
 // the connection.
-func (h *WS) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
+func (h *WS) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) (err error) {
+	defer func() { countConnection(kindWS, err) }()
 	if r.Method != http.MethodGet {
 		w.Header().Set("Allow", "GET")
 		return caddyhttp.Error(http.StatusMethodNotAllowed, fmt.Errorf("method %s not allowed for a WebSocket", r.Method))
@@ -244,6 +247,7 @@ func (h *WS) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handl
 	var sess atomic.Pointer[wshub.Session]
 	sub, start, end, err := h.streams.subscribe(h.hub, r, topics, hub.SubscribeOptions{
 		LastEventID: last,
+		Kind:        kindWS,
 		OnEnd: func(reason error) {
 			if s := sess.Load(); s != nil {
 				s.Ended(reason)

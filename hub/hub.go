@@ -77,11 +77,12 @@ type Hub struct {
 	cfg    atomic.Pointer[Config]
 	logger atomic.Pointer[zap.Logger]
 
-	isClosed    atomic.Bool // mirrors closed, for Publish
-	published   atomic.Uint64
-	delivered   atomic.Uint64
-	droppedSlow atomic.Uint64
-	evicted     atomic.Uint64
+	isClosed        atomic.Bool // mirrors closed, for Publish
+	published       atomic.Uint64
+	droppedSlow     atomic.Uint64
+	droppedShutdown atomic.Uint64
+	evicted         atomic.Uint64
+	kinds           [MaxKinds]kindCount
 
 	mu     sync.Mutex
 	closed bool
@@ -368,6 +369,9 @@ type SubscribeOptions struct {
 	// empty, instead of a value being sent on Ready. It is called with
 	// the hub locked: it must not block or call into the hub.
 	OnReady func()
+	// Kind, from 0 to MaxKinds-1, sorts the subscription for counting:
+	// Stats reports subscribers and deliveries per kind.
+	Kind int
 }
 
 // Subscribe registers a subscriber to topics and, atomically with it,
@@ -387,6 +391,7 @@ func (h *Hub) Subscribe(topics []string, opts SubscribeOptions) (*Subscription, 
 		done:    make(chan struct{}),
 		onEnd:   opts.OnEnd,
 		onReady: opts.OnReady,
+		kind:    kindOf(opts.Kind),
 	}
 
 	h.mu.Lock()
@@ -397,6 +402,7 @@ func (h *Hub) Subscribe(topics []string, opts SubscribeOptions) (*Subscription, 
 	h.trimLocked(cfg, time.Now())
 	h.addTopicsLocked(s, topics)
 	h.subs[s] = struct{}{}
+	h.countSubscribedLocked(s)
 	return s, h.startLocked(s.topics, opts.LastEventID), nil
 }
 
@@ -446,6 +452,7 @@ func (h *Hub) endLocked(s *Subscription, err error) func() {
 	}
 	s.topics = nil
 	delete(h.subs, s)
+	h.countEndedLocked(s, err)
 	close(s.done)
 	if err == errUnsubscribed || s.onEnd == nil {
 		return nil
@@ -488,7 +495,12 @@ type Stats struct {
 	Published     uint64 `json:"published"`
 	Delivered     uint64 `json:"delivered"`
 	DroppedSlow   uint64 `json:"dropped_slow"`
-	Evicted       uint64 `json:"evicted"`
+	// DroppedShutdown counts subscribers disconnected by a reload, a
+	// shutdown or the hub closing.
+	DroppedShutdown uint64 `json:"dropped_shutdown"`
+	Evicted         uint64 `json:"evicted"`
+	// Kinds are the totals per SubscribeOptions.Kind.
+	Kinds [MaxKinds]KindStats `json:"-"`
 }
 
 // Stats returns the hub's totals.
@@ -502,11 +514,9 @@ func (h *Hub) Stats() Stats {
 		Retained:      h.retained,
 		RetainedBytes: h.bytes,
 	}
+	h.fillKindStatsLocked(&st)
 	h.mu.Unlock()
-	st.Published = h.published.Load()
-	st.Delivered = h.delivered.Load()
-	st.DroppedSlow = h.droppedSlow.Load()
-	st.Evicted = h.evicted.Load()
+	h.fillCounters(&st)
 	return st
 }
 
@@ -564,6 +574,7 @@ type Subscription struct {
 	done    chan struct{}
 	onEnd   func(error)
 	onReady func()
+	kind    uint8
 
 	qmu   sync.Mutex
 	queue []*Message // live messages not yet taken, in sequence order
@@ -718,4 +729,4 @@ func (s *Subscription) Topics() []string {
 func (s *Subscription) Close() { s.End(errUnsubscribed) }
 
 // Sent records that n messages reached the subscriber's connection.
-func (s *Subscription) Sent(n int) { s.hub.delivered.Add(uint64(n)) }
+func (s *Subscription) Sent(n int) { s.hub.kinds[s.kind].delivered.Add(uint64(n)) }
