@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 
@@ -51,13 +52,14 @@ func (AdminAPI) serve(w http.ResponseWriter, r *http.Request) error {
 		return apiError(http.StatusServiceUnavailable, errors.New("push app is not running"))
 	}
 	h := app.hub
+	pub := publisher{hub: h}
 	path := strings.TrimPrefix(r.URL.Path, "/push/")
 	switch {
 	case path == "publish":
 		if r.Method != http.MethodPost {
 			return methodNotAllowed(w, http.MethodPost)
 		}
-		return publishJSON(w, r, h)
+		return publishJSON(w, r, pub)
 	case path == "stats":
 		if r.Method != http.MethodGet {
 			return methodNotAllowed(w, http.MethodGet)
@@ -81,7 +83,7 @@ func (AdminAPI) serve(w http.ResponseWriter, r *http.Request) error {
 			}
 			return writeJSON(w, info)
 		case http.MethodPost:
-			return publishRaw(w, r, h, topic)
+			return publishRaw(w, r, pub, topic)
 		default:
 			return methodNotAllowed(w, http.MethodGet, http.MethodPost)
 		}
@@ -94,12 +96,59 @@ type idResponse struct {
 	ID string `json:"id"`
 }
 
+// publisher is where the admin routes and push_publish publish: a hub,
+// the topics a request may publish to and the largest payload.
+type publisher struct {
+	hub *hub.Hub
+	// allowed, if set, reports whether a request may publish to a topic;
+	// nil allows every topic.
+	allowed func(r *http.Request, topic string) bool
+	// maxSize, if not 0, is the largest payload, in bytes; the hub's
+	// max_message_size applies too.
+	maxSize int64
+}
+
+// limit returns the largest payload a request may publish.
+func (p publisher) limit() int64 {
+	limit := p.hub.Config().MaxMessageSize
+	if p.maxSize > 0 && p.maxSize < limit {
+		limit = p.maxSize
+	}
+	return limit
+}
+
+// check reports why m may not be published by r, as an API error.
+func (p publisher) check(r *http.Request, m *hub.Message) error {
+	if p.allowed != nil && hub.ValidTopic(m.Topic) == nil && !p.allowed(r, m.Topic) {
+		return apiError(http.StatusForbidden, fmt.Errorf("topic %q may not be published to here", m.Topic))
+	}
+	if int64(len(m.Data)) > p.limit() {
+		return apiError(http.StatusRequestEntityTooLarge, fmt.Errorf("message is larger than max_message_size (%d bytes)", p.limit()))
+	}
+	return nil
+}
+
+// publish publishes msgs, all or none, and records how long the request
+// took from start until they were handed to the subscribers' queues.
+func (p publisher) publish(r *http.Request, start time.Time, msgs ...*hub.Message) ([]string, error) {
+	ids, err := p.hub.Publish(r.Context(), msgs...)
+	if err != nil {
+		return nil, publishError(err)
+	}
+	observePublish(start)
+	return ids, nil
+}
+
 // publishRaw publishes the request body as one message on topic.
-func publishRaw(w http.ResponseWriter, r *http.Request, h *hub.Hub, topic string) error {
+func publishRaw(w http.ResponseWriter, r *http.Request, p publisher, topic string) error {
+	start := time.Now()
 	if err := hub.ValidTopic(topic); err != nil {
 		return apiError(http.StatusBadRequest, fmt.Errorf("topic: %v", err))
 	}
-	limit := h.Config().MaxMessageSize
+	if err := p.check(r, &hub.Message{Topic: topic}); err != nil {
+		return err
+	}
+	limit := p.limit()
 	data, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
 	if err != nil {
 		return apiError(http.StatusBadRequest, fmt.Errorf("reading body: %v", err))
@@ -108,9 +157,9 @@ func publishRaw(w http.ResponseWriter, r *http.Request, h *hub.Hub, topic string
 		return apiError(http.StatusRequestEntityTooLarge, fmt.Errorf("body is larger than max_message_size (%d bytes)", limit))
 	}
 	msg := &hub.Message{Topic: topic, Event: r.URL.Query().Get("event"), Data: data}
-	ids, err := h.Publish(r.Context(), msg)
+	ids, err := p.publish(r, start, msg)
 	if err != nil {
-		return publishError(err)
+		return err
 	}
 	return writeJSON(w, idResponse{ids[0]})
 }
@@ -143,10 +192,12 @@ func (p publishRequest) message() (*hub.Message, error) {
 }
 
 // publishJSON publishes one JSON message or a batch, all or nothing.
-func publishJSON(w http.ResponseWriter, r *http.Request, h *hub.Hub) error {
+func publishJSON(w http.ResponseWriter, r *http.Request, p publisher) error {
+	start := time.Now()
+	h := p.hub
 	// Room for a batch of messages, and for one message of the largest
 	// size in base64.
-	limit := 8*h.Config().MaxMessageSize + 64<<10
+	limit := 8*p.limit() + 64<<10
 	body, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
 	if err != nil {
 		return apiError(http.StatusBadRequest, fmt.Errorf("reading body: %v", err))
@@ -187,11 +238,16 @@ func publishJSON(w http.ResponseWriter, r *http.Request, h *hub.Hub) error {
 		if err := h.Validate(m); err != nil {
 			return publishError(where(err))
 		}
+		if err := p.check(r, m); err != nil {
+			e := err.(caddy.APIError)
+			e.Err = where(e.Err)
+			return e
+		}
 		msgs[i] = m
 	}
-	ids, err := h.Publish(r.Context(), msgs...)
+	ids, err := p.publish(r, start, msgs...)
 	if err != nil {
-		return publishError(err)
+		return err
 	}
 	if !batch {
 		return writeJSON(w, idResponse{ids[0]})

@@ -21,6 +21,8 @@ func init() {
 	httpcaddyfile.RegisterDirectiveOrder("push_sse", httpcaddyfile.Before, "respond")
 	httpcaddyfile.RegisterHandlerDirective("push_ws", parseWS)
 	httpcaddyfile.RegisterDirectiveOrder("push_ws", httpcaddyfile.Before, "respond")
+	httpcaddyfile.RegisterHandlerDirective("push_publish", parsePublish)
+	httpcaddyfile.RegisterDirectiveOrder("push_publish", httpcaddyfile.Before, "respond")
 }
 
 func parseGlobalOption(d *caddyfile.Dispenser, _ any) (any, error) {
@@ -225,6 +227,50 @@ func (h *WS) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	return h.Subscriber.checkCaddyfile(d, "push_ws", len(h.Publish) > 0)
 }
 
+func parsePublish(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	p := new(Publisher)
+	err := p.UnmarshalCaddyfile(h.Dispenser)
+	return p, err
+}
+
+// UnmarshalCaddyfile sets up the handler from Caddyfile tokens:
+//
+//	push_publish [<matcher>] [<pattern...>] {
+//		publish          <pattern...>
+//		max_message_size <size>
+//	}
+func (p *Publisher) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // consume directive name
+	for _, a := range d.RemainingArgs() {
+		if err := checkPattern(a); err != nil {
+			return d.Errf("push_publish: %v", err)
+		}
+		p.Publish = append(p.Publish, a)
+	}
+	for d.NextBlock(0) {
+		switch opt := d.Val(); opt {
+		case "publish":
+			args, err := listArgs(d, checkPattern)
+			if err != nil {
+				return err
+			}
+			p.Publish = append(p.Publish, args...)
+		case "max_message_size":
+			size, err := sizeArg(d)
+			if err != nil {
+				return err
+			}
+			p.MaxMessageSize = size
+		default:
+			return d.Errf("unrecognized push_publish option '%s'", opt)
+		}
+	}
+	if len(p.Publish) == 0 {
+		return d.Err("push_publish needs a publish pattern")
+	}
+	return nil
+}
+
 // unmarshalOption reads a `topic` or `subscribe` line.
 func (s *Subscriber) unmarshalOption(d *caddyfile.Dispenser) error {
 	if d.Val() == "topic" {
@@ -359,5 +405,6 @@ func parseSize(s string) (int64, error) {
 var (
 	_ caddyfile.Unmarshaler = (*App)(nil)
 	_ caddyfile.Unmarshaler = (*SSE)(nil)
+	_ caddyfile.Unmarshaler = (*Publisher)(nil)
 	_ caddyfile.Unmarshaler = (*MemoryBroker)(nil)
 )

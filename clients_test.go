@@ -233,7 +233,7 @@ func requireBrowser(t *testing.T) string {
 		if os.Getenv("PUSH_REQUIRE_NODE") != "" {
 			t.Fatalf("PUSH_REQUIRE_NODE is set but there is no browser at %s: apt-get install chromium", path)
 		}
-		t.Skipf("no browser at %s: apt-get install chromium", path)
+		skipClient(t, fmt.Sprintf("no browser at %s: apt-get install chromium", path))
 	}
 	return path
 }

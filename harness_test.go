@@ -305,7 +305,7 @@ func requireNode(t *testing.T) {
 	if os.Getenv("PUSH_REQUIRE_NODE") != "" {
 		t.Fatalf("PUSH_REQUIRE_NODE is set but testdata/node/node_modules is missing: run npm ci --prefix testdata/node")
 	}
-	t.Skip("node client not installed: npm ci --prefix testdata/node")
+	skipClient(t, "node client not installed: npm ci --prefix testdata/node")
 }
 
 // seq returns the sequence number of an ID; tests may look inside IDs,
