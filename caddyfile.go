@@ -23,6 +23,8 @@ func init() {
 	httpcaddyfile.RegisterDirectiveOrder("push_ws", httpcaddyfile.Before, "respond")
 	httpcaddyfile.RegisterHandlerDirective("push_publish", parsePublish)
 	httpcaddyfile.RegisterDirectiveOrder("push_publish", httpcaddyfile.Before, "respond")
+	httpcaddyfile.RegisterHandlerDirective("push_client", parseClient)
+	httpcaddyfile.RegisterDirectiveOrder("push_client", httpcaddyfile.Before, "respond")
 }
 
 func parseGlobalOption(d *caddyfile.Dispenser, _ any) (any, error) {
@@ -271,6 +273,26 @@ func (p *Publisher) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	return nil
 }
 
+func parseClient(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	c := new(Client)
+	err := c.UnmarshalCaddyfile(h.Dispenser)
+	return c, err
+}
+
+// UnmarshalCaddyfile sets up the handler from Caddyfile tokens:
+//
+//	push_client [<matcher>]
+func (c *Client) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // consume directive name
+	if d.NextArg() {
+		return d.Errf("push_client takes no arguments but a matcher, got '%s'", d.Val())
+	}
+	if d.NextBlock(0) {
+		return d.Errf("push_client takes no options")
+	}
+	return nil
+}
+
 // unmarshalOption reads a `topic` or `subscribe` line.
 func (s *Subscriber) unmarshalOption(d *caddyfile.Dispenser) error {
 	if d.Val() == "topic" {
@@ -406,5 +428,6 @@ var (
 	_ caddyfile.Unmarshaler = (*App)(nil)
 	_ caddyfile.Unmarshaler = (*SSE)(nil)
 	_ caddyfile.Unmarshaler = (*Publisher)(nil)
+	_ caddyfile.Unmarshaler = (*Client)(nil)
 	_ caddyfile.Unmarshaler = (*MemoryBroker)(nil)
 )
