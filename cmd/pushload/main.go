@@ -55,12 +55,17 @@ func main() {
 	flag.Float64Var(&cfg.Rate, "rate", 0, "messages a second; 0 publishes flat out")
 	flag.IntVar(&cfg.PubConc, "pub-concurrency", 1, "publishers at once; with more than one, out-of-order counts mean nothing")
 	flag.IntVar(&cfg.Size, "size", 64, "payload bytes")
-	flag.IntVar(&cfg.PID, "pid", 0, "server process ID, to read its RSS and CPU time from /proc")
+	pid := flag.String("pid", "", "server to read RSS and CPU time of, from /proc: a process ID, or a port it listens on as `:8080`")
 	flag.DurationVar(&cfg.Timeout, "timeout", 2*time.Minute, "the whole run ends by then")
 	flag.DurationVar(&cfg.Settle, "settle", 2*time.Second, "wait after connecting, before RSS is read and publishing starts")
 	flag.DurationVar(&cfg.Drain, "drain", 5*time.Second, "give up on missing messages after nothing arrived for this long")
 	asJSON := flag.Bool("json", false, "print the report as JSON")
 	flag.Parse()
+	var err error
+	if cfg.PID, err = resolvePID(*pid); err != nil {
+		fmt.Fprintln(os.Stderr, "pushload:", err)
+		os.Exit(2)
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"os"
 	"testing"
 	"time"
 
@@ -112,5 +113,32 @@ func TestHistogram(t *testing.T) {
 	p := h.pcts()
 	if p.P50 < 1.9 || p.P50 > 2.1 || p.P99 < 990 || p.P99 > 1020 || p.Max != 90000 {
 		t.Fatalf("percentiles %+v", p)
+	}
+}
+
+// TestResolvePID: -pid takes a process ID or a port listened on, here by
+// this very process.
+func TestResolvePID(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	port := l.Addr().(*net.TCPAddr).Port
+	for _, arg := range []string{fmt.Sprintf(":%d", port), fmt.Sprintf("127.0.0.1:%d", port)} {
+		pid, err := resolvePID(arg)
+		if err != nil || pid != os.Getpid() {
+			t.Errorf("-pid %s: %d %v, want %d", arg, pid, err, os.Getpid())
+		}
+	}
+	if pid, err := resolvePID("1234"); pid != 1234 || err != nil {
+		t.Errorf("-pid 1234: %d %v", pid, err)
+	}
+	free := freeAddr(t)
+	_, p, _ := net.SplitHostPort(free)
+	for _, bad := range []string{":" + p, "abc", "-3", ":0", ":99999"} {
+		if pid, err := resolvePID(bad); err == nil {
+			t.Errorf("-pid %s: %d, want an error", bad, pid)
+		}
 	}
 }
