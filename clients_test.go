@@ -2,17 +2,21 @@ package push
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
 )
 
 // nodeProc is a test client written in JavaScript, run by Node from
@@ -238,28 +242,65 @@ func requireBrowser(t *testing.T) string {
 	return path
 }
 
-// TestBrowserExamplePage loads the example page in headless Chromium: it
-// opens an EventSource and a WebSocket, and both must receive a published
-// message with the same ID; a chat line typed into the page goes out as a
-// publish frame and comes back.
-func TestBrowserExamplePage(t *testing.T) {
-	chromium := requireBrowser(t)
-	root, err := filepath.Abs("examples/www")
+// startExample runs examples/Caddyfile as it is, its ports and addresses
+// set through the environment as the file says, its listeners moved to
+// loopback.
+func startExample(t *testing.T) *testCaddy {
+	t.Helper()
+	caddyMu.Lock()
+	tc := &testCaddy{
+		t:     t,
+		http:  fmt.Sprintf("127.0.0.1:%d", freePort(t)),
+		admin: fmt.Sprintf("127.0.0.1:%d", freePort(t)),
+		dir:   t.TempDir(),
+	}
+	t.Cleanup(func() {
+		_ = caddy.Stop()
+		caddyMu.Unlock()
+	})
+	_, port, _ := net.SplitHostPort(tc.http)
+	t.Setenv("HTTP_PORT", port)
+	t.Setenv("ADMIN_ADDR", tc.admin)
+	t.Setenv("PUSH_EXAMPLES", "examples")
+	t.Setenv("XDG_CONFIG_HOME", tc.dir)
+	t.Setenv("XDG_DATA_HOME", tc.dir)
+	file, err := os.ReadFile("examples/Caddyfile")
 	if err != nil {
 		t.Fatal(err)
 	}
-	tc := startCaddy(t, "", fmt.Sprintf(`push_sse /events/* ticker {
-		subscribe news/*
+	cfg, _, err := caddyconfig.GetAdapter("caddyfile").Adapt(file, map[string]any{"filename": "examples/Caddyfile"})
+	if err != nil {
+		t.Fatalf("adapting examples/Caddyfile: %v", err)
 	}
-	push_ws /ws/* ticker {
-		subscribe chat/*
-		publish chat/*
+	if !bytes.Contains(cfg, []byte(`":`+port+`"`)) {
+		t.Fatalf("examples/Caddyfile does not listen on HTTP_PORT %s: %s", port, cfg)
 	}
-	root * %s
-	file_server`, root))
+	cfg = bytes.ReplaceAll(cfg, []byte(`":`+port+`"`), []byte(`"`+tc.http+`"`))
+	if err := caddy.Load(cfg, true); err != nil {
+		t.Fatalf("loading examples/Caddyfile: %v", err)
+	}
+	adminClient.CloseIdleConnections()
+	return tc
+}
+
+// TestBrowserExamplePage runs examples/Caddyfile and loads its page in
+// headless Chromium: it opens an EventSource and a WebSocket, which first
+// get what was retained before the page opened, then a published message
+// with the same ID on both; a chat line typed into the page goes out as a
+// publish frame and comes back; an app on this machine publishes through
+// the push_publish route.
+func TestBrowserExamplePage(t *testing.T) {
+	chromium := requireBrowser(t)
+	tc := startExample(t)
+	early := tc.publish("ticker", "quote", `{"symbol":"ACME","price":99}`)
 	b := startNode(t, []string{"CHROMIUM=" + chromium}, "browser_check.mjs", tc.url("/"))
 	b.next(true) // ready
 	waitSubscribers(t, tc, 2)
+	// Retained before the page opened: shown when it opens.
+	b.send("expect " + early)
+	if l := b.next(true); l["type"] != "received" {
+		t.Fatalf("browser got %v", l)
+	}
 
 	id := tc.publish("ticker", "quote", `{"symbol":"ACME","price":101.5}`)
 	b.send("expect " + id)
@@ -289,5 +330,25 @@ func TestBrowserExamplePage(t *testing.T) {
 	b.send("expect " + ans.ID)
 	if l := b.next(true); l["type"] != "received" {
 		t.Fatalf("browser got %v", l)
+	}
+
+	// An app on this machine publishes through the push_publish route.
+	status, pubBody := appPublish(t, tc.url("/pub?topic=ticker&event=quote"), "", `{"symbol":"ACME","price":102}`)
+	if status != http.StatusOK {
+		t.Fatalf("push_publish: %d %s", status, pubBody)
+	}
+	_ = json.Unmarshal([]byte(pubBody), &ans)
+	b.send("expect " + ans.ID)
+	if l := b.next(true); l["type"] != "received" {
+		t.Fatalf("browser got %v", l)
+	}
+	// And the page with push.js shows what is retained.
+	resp, err := http.Get(tc.url("/client.html"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("client.html: %d", resp.StatusCode)
 	}
 }
