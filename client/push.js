@@ -32,10 +32,10 @@ export class PushClient {
       throw new TypeError("PushClient: give a ws or an sse path (or both)");
     }
     this.options = {
-      topics: [],
-      minDelay: 500,
-      maxDelay: 30000,
       ...options,
+      topics: options.topics || [],
+      minDelay: options.minDelay > 0 ? options.minDelay : 500,
+      maxDelay: options.maxDelay > 0 ? options.maxDelay : 30000,
     };
     /** The ID of the last message received: where a reconnect resumes. */
     this.lastEventId = options.lastEventId || "";
