@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -71,6 +72,9 @@ type pushJSPage struct {
 // eval waits until expr is truthy in the page and returns its value.
 func (pg pushJSPage) eval(expr string, v any) {
 	pg.t.Helper()
+	if strings.ContainsAny(expr, "\r\n") {
+		pg.t.Fatalf("page expressions are one line each: %q", expr)
+	}
 	pg.p.send(expr)
 	l := pg.p.next(true)
 	if l["type"] != "value" {
@@ -142,16 +146,35 @@ func TestBrowserPushJS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The application's auth endpoint: a session cookie names the user.
+	auth := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, err := r.Cookie("session")
+		if err != nil || c.Value != "alice" {
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		w.Header().Set("X-User-Id", c.Value)
+	}))
+	defer auth.Close()
 	config := func(wsOrigins string) string {
 		return fmt.Sprintf(`push_client /push.js
-	push_sse /events/* news
+	push_sse /events/* news {
+		subscribe user/*/inbox
+	}
 	push_ws /ws/* news {
 		origins %s
 		publish news
 	}
 	push_publish /pub news
+	route /me/publish {
+		forward_auth %s {
+			uri /auth
+			copy_headers X-User-Id
+		}
+		push_publish user/{http.request.header.X-User-Id}/*
+	}
 	root * %s
-	file_server`, wsOrigins, root)
+	file_server`, wsOrigins, strings.TrimPrefix(auth.URL, "http://"), root)
 	}
 	withWS := config("*")
 	tc := startCaddy(t, "history 1000", withWS)
@@ -174,6 +197,30 @@ func TestBrowserPushJS(t *testing.T) {
 	for i, m := range got {
 		if m.ID != published[i] || m.Data != fmt.Sprintf("m%d", i) || m.Event != "e" || m.Topic != "news" || m.Via != "ws" {
 			t.Fatalf("message %d: %+v, want %s", i, m, published[i])
+		}
+	}
+
+	// A publish from the page through forward_auth: to the user's own
+	// inbox it goes through, to another's it is refused.
+	inbox := mustSubscribe(t, tc.url("/events/?topic=user/alice/inbox&topic=user/bob/inbox"), nil)
+	defer inbox.close()
+	var answers []struct {
+		Status int
+		Body   string
+	}
+	pg.eval(`window.pub ??= (document.cookie = "session=alice", Promise.all(["alice", "bob"].map((u) => `+
+		`fetch("/me/publish?topic=user/" + u + "/inbox", { method: "POST", body: "hi " + u })`+
+		`.then(async (r) => ({ status: r.status, body: await r.text() }))))).then((a) => (window.pubDone = a)); window.pubDone`, &answers)
+	if len(answers) != 2 || answers[0].Status != 200 || answers[1].Status != 403 {
+		t.Fatalf("page publishes through forward_auth: %+v, want 200 then 403", answers)
+	}
+	if ev := inbox.next(t); ev.Data != "hi alice" {
+		t.Fatalf("inbox got %+v", ev)
+	}
+	inbox.close()
+	for _, ev := range inbox.ended(t) {
+		if ev.Data == "hi bob" {
+			t.Fatal("a refused publish reached bob's inbox")
 		}
 	}
 
