@@ -117,15 +117,16 @@ func (p publisher) limit() int64 {
 	return limit
 }
 
-// check reports why m may not be published by r, as an API error.
-func (p publisher) check(r *http.Request, m *hub.Message) error {
+// check reports why m may not be published by r, and the status to
+// answer.
+func (p publisher) check(r *http.Request, m *hub.Message) (int, error) {
 	if p.allowed != nil && hub.ValidTopic(m.Topic) == nil && !p.allowed(r, m.Topic) {
-		return apiError(http.StatusForbidden, fmt.Errorf("topic %q may not be published to here", m.Topic))
+		return http.StatusForbidden, fmt.Errorf("topic %q may not be published to here", m.Topic)
 	}
 	if int64(len(m.Data)) > p.limit() {
-		return apiError(http.StatusRequestEntityTooLarge, fmt.Errorf("message is larger than max_message_size (%d bytes)", p.limit()))
+		return http.StatusRequestEntityTooLarge, fmt.Errorf("message is larger than max_message_size (%d bytes)", p.limit())
 	}
-	return nil
+	return 0, nil
 }
 
 // publish publishes msgs, all or none, and records how long the request
@@ -145,8 +146,8 @@ func publishRaw(w http.ResponseWriter, r *http.Request, p publisher, topic strin
 	if err := hub.ValidTopic(topic); err != nil {
 		return apiError(http.StatusBadRequest, fmt.Errorf("topic: %v", err))
 	}
-	if err := p.check(r, &hub.Message{Topic: topic}); err != nil {
-		return err
+	if status, err := p.check(r, &hub.Message{Topic: topic}); err != nil {
+		return apiError(status, err)
 	}
 	limit := p.limit()
 	data, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
@@ -238,10 +239,8 @@ func publishJSON(w http.ResponseWriter, r *http.Request, p publisher) error {
 		if err := h.Validate(m); err != nil {
 			return publishError(where(err))
 		}
-		if err := p.check(r, m); err != nil {
-			e := err.(caddy.APIError)
-			e.Err = where(e.Err)
-			return e
+		if status, err := p.check(r, m); err != nil {
+			return apiError(status, where(err))
 		}
 		msgs[i] = m
 	}
