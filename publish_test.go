@@ -1,6 +1,7 @@
 package push
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -11,6 +12,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 )
 
 // appPublish publishes from another process, as an application in
@@ -272,4 +276,30 @@ func TestPublishRouteAnswersAsAdmin(t *testing.T) {
 	if aStatus, _ := tc.adminDo(http.MethodPost, "/push/topics/news", big); resp.StatusCode != aStatus || aStatus != 413 {
 		t.Fatalf("raw too large: push_publish %d, admin %d", resp.StatusCode, aStatus)
 	}
+}
+
+// FuzzPublishPlaceholder: whatever a placeholder in a publish pattern
+// expands to, the pattern allows at most the topics under that value
+// taken literally as one segment: a value never widens a pattern.
+func FuzzPublishPlaceholder(f *testing.F) {
+	for _, seed := range [][2]string{
+		{"alice", "user/alice/inbox"}, {"*", "user/bob/inbox"}, {"**", "user/a/b/c"},
+		{"a/b", "user/a/b/c"}, {"", "user//inbox"}, {"{x}", "user/{x}/inbox"}, {"a*", "user/ab/c"},
+	} {
+		f.Add(seed[0], seed[1])
+	}
+	p := &Publisher{dynamic: []string{"user/{http.request.header.X-User-Id}/*"}}
+	f.Fuzz(func(t *testing.T, user, topic string) {
+		r := httptest.NewRequest(http.MethodPost, "/", nil)
+		r.Header["X-User-Id"] = []string{user}
+		repl := caddyhttp.NewTestReplacer(r)
+		r = r.WithContext(context.WithValue(r.Context(), caddy.ReplacerCtxKey, repl))
+		if !p.allowed(r, topic) {
+			return
+		}
+		rest, ok := strings.CutPrefix(topic, "user/"+user+"/")
+		if !ok || user == "" || strings.ContainsAny(user, "/*") || strings.Contains(rest, "/") {
+			t.Fatalf("user %q may publish to %q", user, topic)
+		}
+	})
 }
