@@ -273,6 +273,24 @@ func TestBrowserPushJS(t *testing.T) {
 	last := tc.publish("news", "", "after the switch")
 	pg.eval(fmt.Sprintf(`window.clients.main.got.find((m) => m.id === %q)`, last), nil)
 
+	// A client whose WebSocket was never let in takes SSE at once, and
+	// gets the same messages from the same cursor.
+	var mainGot, fbGot []pageMessage
+	pg.eval(`window.clients.main.got`, &mainGot)
+	pg.eval(fmt.Sprintf(`(window.clients.fb || window.start("fb", { ws: "/ws/", sse: "/events/", lastEventId: %q })) && `+
+		`window.clients.fb.got.length >= %d && window.clients.fb`, first, len(mainGot)), nil)
+	pg.eval(`window.clients.fb.got`, &fbGot)
+	var fbStates []struct{ State, Transport string }
+	pg.eval(`window.clients.fb.states`, &fbStates)
+	if fbStates[0].State != "open" || fbStates[0].Transport != "sse" {
+		t.Errorf("fallback client states %+v, want open over sse first", fbStates)
+	}
+	for i := range mainGot {
+		if fbGot[i].ID != mainGot[i].ID || fbGot[i].Via != "sse" {
+			t.Fatalf("fallback client message %d: %+v, want %s over sse", i, fbGot[i], mainGot[i].ID)
+		}
+	}
+
 	// A cursor the hub does not know: reset surfaced, over SSE and over
 	// WebSocket.
 	for _, c := range []struct{ name, opts string }{
