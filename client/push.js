@@ -158,7 +158,7 @@ export class PushClient {
     else this._connectWS();
   }
 
-  /** Schedules the next attempt: exponential backoff, full jitter above half. */
+  /** Schedules the next attempt: the ceiling doubles per attempt up to maxDelay, the wait is between half and all of it. */
   _retry() {
     this._teardown();
     if (this._closed) return;
