@@ -96,6 +96,7 @@ func registerMetrics(reg *prometheus.Registry) error {
 // countConnection counts a subscriber's request of kind k by how
 // ServeHTTP ended: nil is accepted, a handler error is refused.
 func countConnection(k int, err error) {
+	metrics.once.Do(initMetrics)
 	if metrics.conn[k] == nil {
 		return
 	}
@@ -121,9 +122,8 @@ func countConnection(k int, err error) {
 
 // observePublish records a publish that started at start.
 func observePublish(start time.Time) {
-	if metrics.publishDuration != nil {
-		metrics.publishDuration.Observe(time.Since(start).Seconds())
-	}
+	metrics.once.Do(initMetrics)
+	metrics.publishDuration.Observe(time.Since(start).Seconds())
 }
 
 // observeBrokerRoundTrip is the hub.RoundTripObserver of every broker.
