@@ -29,6 +29,8 @@ type testCaddy struct {
 	http  string // host:port of the site
 	admin string // host:port of the admin endpoint
 	dir   string
+	// global is added to the global options block, e.g. servers or log.
+	global string
 }
 
 func freePort(t testing.TB) int {
@@ -45,6 +47,13 @@ func freePort(t testing.TB) int {
 // push global option body is push. It stops Caddy when the test ends.
 func startCaddy(t *testing.T, push, site string) *testCaddy {
 	t.Helper()
+	return startCaddyGlobal(t, "", push, site)
+}
+
+// startCaddyGlobal is startCaddy with more global options; {dir} in
+// global, push and site is replaced by the test's directory.
+func startCaddyGlobal(t *testing.T, global, push, site string) *testCaddy {
+	t.Helper()
 	caddyMu.Lock()
 	tc := &testCaddy{
 		t:     t,
@@ -52,6 +61,9 @@ func startCaddy(t *testing.T, push, site string) *testCaddy {
 		admin: fmt.Sprintf("127.0.0.1:%d", freePort(t)),
 		dir:   t.TempDir(),
 	}
+	tc.global = strings.ReplaceAll(global, "{dir}", tc.dir)
+	push = strings.ReplaceAll(push, "{dir}", tc.dir)
+	site = strings.ReplaceAll(site, "{dir}", tc.dir)
 	t.Cleanup(func() {
 		_ = caddy.Stop()
 		caddyMu.Unlock()
@@ -75,6 +87,7 @@ func (tc *testCaddy) caddyfile(push, site string) string {
 	log {
 		level ERROR
 	}
+%s
 	push {
 %s
 	}
@@ -83,7 +96,7 @@ func (tc *testCaddy) caddyfile(push, site string) string {
 :%s {
 %s
 }
-`, tc.admin, tc.dir, push, port, site)
+`, tc.admin, tc.dir, tc.global, push, port, site)
 }
 
 // load adapts and runs a Caddyfile, replacing the running config.

@@ -1,12 +1,11 @@
 package push
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
-	"reflect"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -16,6 +15,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/caddy-push/push/hub"
+	"github.com/caddy-push/push/internal/takeover"
 	"github.com/caddy-push/push/sse"
 )
 
@@ -116,8 +116,8 @@ func (h *SSE) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Hand
 		w.WriteHeader(http.StatusOK)
 		return nil
 	}
-	if r.ProtoMajor == 1 && hijackable(w) {
-		return h.serveHijacked(w, r, topics, last)
+	if r.ProtoMajor == 1 && takeover.Possible(w) {
+		return h.serveConn(w, r, topics, last)
 	}
 	return h.serveStream(w, r, topics, last)
 }
@@ -125,6 +125,7 @@ func (h *SSE) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Hand
 // serveStream streams through the ResponseWriter, from the handler's
 // goroutine: HTTP/2, HTTP/3, and HTTP/1 behind encode.
 func (h *SSE) serveStream(w http.ResponseWriter, r *http.Request, topics []string, last string) error {
+	info := newStreamInfo(r, topics)
 	stream := sse.NewStream(w, h.opts)
 	defer stream.Finish()
 	sub, start, end, err := h.streams.subscribe(h.hub, r, topics, hub.SubscribeOptions{LastEventID: last, Kind: kindSSE})
@@ -133,76 +134,46 @@ func (h *SSE) serveStream(w http.ResponseWriter, r *http.Request, topics []strin
 	}
 	defer end()
 
-	if err := stream.Begin(start, last); err != nil {
-		h.logger.Debug("subscriber gone", zap.Error(err))
-		return nil
+	err = stream.Begin(sub, start, last)
+	if err == nil {
+		err = stream.Run(r.Context().Done())
 	}
-	sub.Sent(len(start.Replay))
-	err = stream.Run(sub, r.Context().Done())
 	if reason := sub.Err(); reason != nil {
 		// Ended by the hub: a subscriber too slow for its queue is
 		// disconnected at once; on shutdown or reload a healthy one gets
 		// a moment to see the stream end cleanly.
-		grace := shutdownGrace
-		if reason == hub.ErrSlow {
-			grace = 0
-		}
-		stream.Interrupt(grace)
+		stream.Interrupt(graceFor(reason))
 		err = reason
+	} else if err == nil {
+		err = errClientGone
 	}
-	h.logger.Debug("stream ended", zap.Strings("topics", topics), zap.Error(err))
+	bytes, msgs := stream.Written()
+	h.streams.ended(h.logger, "event stream ended", info, bytes, msgs, err)
 	return nil
 }
 
-// hijackable reports whether an HTTP/1 response can be taken over: the
-// connection supports it and no encoder (Caddy's encode) sits in between,
-// which would have to see the bytes.
-func hijackable(w http.ResponseWriter) bool {
-	for {
-		t := reflect.TypeOf(w)
-		if t.Kind() == reflect.Pointer {
-			t = t.Elem()
-		}
-		if strings.HasSuffix(t.PkgPath(), "/caddyhttp/encode") {
-			return false
-		}
-		u, ok := w.(interface{ Unwrap() http.ResponseWriter })
-		if !ok {
-			_, ok := w.(http.Hijacker)
-			return ok
-		}
-		w = u.Unwrap()
-	}
-}
-
-// serveHijacked streams over an HTTP/1 connection taken over from
-// net/http: the response is close-delimited, and the connection is served
-// from two small goroutines of its own (one writes, one notices the client
-// leaving) instead of the handler's, which carries Caddy's whole
-// middleware stack and net/http's buffers. It falls back to the
-// ResponseWriter if the connection cannot be taken over.
-func (h *SSE) serveHijacked(w http.ResponseWriter, r *http.Request, topics []string, last string) error {
-	var stream atomic.Pointer[sse.Stream]
+// serveConn streams over an HTTP/1 connection taken over from net/http
+// once the response head is written through Caddy's writers: the body is
+// close-delimited (Transfer-Encoding: identity), and the connection is
+// served from a goroutine of its own instead of the handler's, which
+// carries Caddy's whole middleware stack and net/http's buffers; queued
+// messages are written by a goroutine that lives only while they flow.
+// Caddy's access log is written when this returns, at connect; the
+// stream's end is logged here.
+func (h *SSE) serveConn(w http.ResponseWriter, r *http.Request, topics []string, last string) error {
+	info := newStreamInfo(r, topics)
+	var conn atomic.Pointer[sse.Conn]
 	sub, start, end, err := h.streams.subscribe(h.hub, r, topics, hub.SubscribeOptions{
 		LastEventID: last,
 		Kind:        kindSSE,
 		OnEnd: func(reason error) {
-			st := stream.Load()
-			if st == nil {
-				return // ServeConn sees the subscription ended
-			}
-			// A slow subscriber is cut at once; on shutdown or reload a
-			// write in progress gets a moment to finish.
-			if reason == hub.ErrSlow {
-				_ = st.Conn().Close()
-			} else {
-				time.AfterFunc(shutdownGrace, func() { _ = st.Conn().Close() })
-			}
-			go st.Close()
+			if c := conn.Load(); c != nil {
+				c.End(graceFor(reason))
+			} // else Serve sees the subscription ended
 		},
 		OnReady: func() {
-			if st := stream.Load(); st != nil {
-				st.Kick()
+			if c := conn.Load(); c != nil {
+				c.Kick()
 			}
 		},
 	})
@@ -212,46 +183,38 @@ func (h *SSE) serveHijacked(w http.ResponseWriter, r *http.Request, topics []str
 
 	hdr := w.Header()
 	sse.Headers(hdr)
-	hdr.Set("Connection", "close")
-	head := []byte("HTTP/1.1 200 OK\r\n")
-	var hb bytes.Buffer
-	_ = hdr.Write(&hb)
-	head = append(append(head, hb.Bytes()...), "\r\n"...)
-
-	nc, _, err := http.NewResponseController(w).Hijack()
+	hdr.Set("Transfer-Encoding", "identity")
+	nc, _, err := takeover.Hijack(w, http.StatusOK)
 	if err != nil {
+		// The head went through but stayed in a writer in between: the
+		// stream must follow the same way.
 		end()
 		h.logger.Debug("cannot take over the connection", zap.Error(err))
-		hdr.Del("Connection")
 		return h.serveStream(w, r, topics, last)
 	}
 	// net/http's read and write deadlines no longer apply.
 	_ = nc.SetDeadline(time.Time{})
 
-	go func() {
+	goServe(h.logger, "panic serving an event stream", nc, func() {
 		defer end()
-		defer func() {
-			// This goroutine is not a handler's: nothing above recovers.
-			if v := recover(); v != nil {
-				h.logger.Error("panic serving an event stream", zap.Any("panic", v), zap.Stack("stack"))
-				_ = nc.Close()
-			}
-		}()
-		st := sse.NewConnStream(nc, head, h.opts)
-		stream.Store(st)
+		c := sse.NewConn(nc, h.opts)
+		conn.Store(c)
+		var err error
 		// The subscription may have ended before the stream existed.
 		select {
 		case <-sub.Done():
-			st.Close()
-			return
+			c.Close()
 		default:
+			err = c.Serve(sub, start, last)
 		}
-		err := st.ServeConn(sub, start, last)
 		if reason := sub.Err(); reason != nil {
 			err = reason
+		} else if err == nil || errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) {
+			err = errClientGone
 		}
-		h.logger.Debug("stream ended", zap.Strings("topics", topics), zap.Error(err))
-	}()
+		bytes, msgs := c.Written()
+		h.streams.ended(h.logger, "event stream ended", info, bytes, msgs, err)
+	})
 	return nil
 }
 

@@ -244,6 +244,7 @@ func (h *WS) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handl
 		return err
 	}
 
+	info := newStreamInfo(r, topics)
 	var sess atomic.Pointer[wshub.Session]
 	sub, start, end, err := h.streams.subscribe(h.hub, r, topics, hub.SubscribeOptions{
 		LastEventID: last,
@@ -272,23 +273,19 @@ func (h *WS) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handl
 	}
 	// The connection is ours now: serve it from a goroutine of its own and
 	// let this one, with the stack of Caddy's whole middleware chain, end.
-	go func() {
+	// Caddy's access log is written when this returns, at connect; the
+	// connection's end is logged here.
+	goServe(h.logger, "panic serving a WebSocket", c, func() {
 		defer end()
-		defer func() {
-			// This goroutine is not a handler's: nothing above recovers.
-			if v := recover(); v != nil {
-				h.logger.Error("panic serving a WebSocket", zap.Any("panic", v), zap.Stack("stack"))
-				_ = c.Close()
-			}
-		}()
 		opts := h.opts
 		// A client may come back to a topic it was given and left.
 		opts.CanSubscribe = func(t string) bool { return slices.Contains(topics, t) || h.allowed(t) }
 		s := wshub.NewSession(c, sub, opts)
 		sess.Store(s)
 		err := s.Serve(start, last)
-		h.logger.Debug("websocket ended", zap.Strings("topics", topics), zap.Error(err))
-	}()
+		bytes, msgs := s.Written()
+		h.streams.ended(h.logger, "websocket ended", info, bytes, msgs, err)
+	})
 	return nil
 }
 

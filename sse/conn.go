@@ -2,6 +2,7 @@ package sse
 
 import (
 	"net"
+	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -9,110 +10,171 @@ import (
 	"github.com/caddy-push/push/hub"
 )
 
-// ServeConn streams sub on the stream's own connection: it writes the
-// response head, the reset notice and the replay, then reads from the
-// connection, in the caller's goroutine, until the client leaves or the
-// connection is closed (by Close, or by the caller). An idle stream costs
-// that goroutine only: queued messages are written by a drain goroutine
-// that Kick starts, heartbeats by a timer, each under the stream's lock.
-func (s *Stream) ServeConn(sub *hub.Subscription, start hub.Start, lastEventID string) error {
-	s.sub = sub
-	s.pump.Init(sub, s.sendQueued, func(v any) {
-		if s.opts.Logger != nil {
-			s.opts.Logger.Error("panic writing an event stream", zap.Any("panic", v), zap.Stack("stack"))
+// Conn is an event stream on a connection of its own, taken over from
+// net/http once the response head was written. An idle Conn costs the
+// goroutine that runs Serve: queued messages are written by a drain
+// goroutine that Kick starts (hub.Pump), heartbeats by a timer, each
+// under the stream's lock. Every way a Conn ends goes through closeLocked.
+type Conn struct {
+	encoder
+	conn     net.Conn
+	deadline time.Time // the write deadline last set
+
+	mu        sync.Mutex // held to write and to close
+	closed    bool
+	lastWrite time.Time
+	batch     []*hub.Message
+	pump      hub.Pump
+	beat      *time.Timer
+}
+
+// NewConn prepares a stream on c, a connection whose response head has
+// been sent. Serve it with Serve.
+func NewConn(c net.Conn, opts Options) *Conn {
+	return &Conn{encoder: encoder{opts: opts}, conn: c}
+}
+
+// Serve streams sub: it writes the reset notice and the replay, then
+// reads from the connection, in the caller's goroutine, until the client
+// leaves or the connection is closed (by Close or End). It returns what
+// ended the read; Written then counts what was sent.
+func (c *Conn) Serve(sub *hub.Subscription, start hub.Start, lastEventID string) error {
+	c.sub = sub
+	c.pump.Init(sub, c.sendQueued, func(v any) {
+		if c.opts.Logger != nil {
+			c.opts.Logger.Error("panic writing an event stream", zap.Any("panic", v), zap.Stack("stack"))
 		}
-		_ = s.conn.Close()
+		c.Close()
 	})
-	s.mu.Lock()
-	err := s.Begin(start, lastEventID)
-	s.lastWrite = time.Now()
+	c.mu.Lock()
+	err := c.begin(c, nil, start, lastEventID)
+	c.lastWrite = time.Now()
 	if err != nil {
-		s.closed = true
+		c.closeLocked()
 	}
-	s.mu.Unlock()
+	c.mu.Unlock()
 	if err != nil {
-		_ = s.conn.Close()
 		return err
 	}
-	sub.Sent(len(start.Replay))
-	s.pump.Start()
-	if s.opts.Heartbeat > 0 {
+	c.pump.Start()
+	if c.opts.Heartbeat > 0 {
+		c.mu.Lock()
 		// Set the field before the timer can fire: heartbeat resets it.
-		s.beat = time.AfterFunc(time.Hour, s.heartbeat)
-		s.beat.Reset(s.opts.Heartbeat)
+		c.beat = time.AfterFunc(c.opts.Heartbeat, c.heartbeat)
+		c.mu.Unlock()
 	}
 	// Nothing more is expected from the client; reading tells when it
 	// leaves.
 	b := make([]byte, 64)
 	for {
-		if _, err = s.conn.Read(b); err != nil {
+		if _, err = c.conn.Read(b); err != nil {
 			break
 		}
 	}
-	if s.beat != nil {
-		s.beat.Stop()
-	}
-	s.Close()
+	c.Close()
 	return err
 }
 
 // Kick is the subscription's OnReady hook: messages are queued, so have
 // them written. It never blocks.
-func (s *Stream) Kick() { s.pump.Kick() }
+func (c *Conn) Kick() { c.pump.Kick() }
 
 // sendQueued writes everything queued and reports how many messages it
 // took. A failed write closes the connection.
-func (s *Stream) sendQueued() (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
+func (c *Conn) sendQueued() (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
 		return 0, errInterrupted
 	}
-	s.batch = s.sub.Take(s.batch)
-	n := len(s.batch)
-	err := s.writeBatch(s.batch)
-	clear(s.batch)
-	s.batch = s.batch[:0]
-	if cap(s.batch) > keepBatch {
-		s.batch = nil
+	c.batch = c.sub.Take(c.batch)
+	n := len(c.batch)
+	err := c.writeBatch(c, c.batch)
+	clear(c.batch)
+	c.batch = c.batch[:0]
+	if cap(c.batch) > keepBatch {
+		c.batch = nil
 	}
 	if err != nil {
-		s.closed = true
-		_ = s.conn.Close()
+		c.closeLocked()
 		return n, err
 	}
-	s.lastWrite = time.Now()
 	return n, nil
 }
 
 // heartbeat writes a comment line if nothing was written for a heartbeat
 // interval, and sets itself for the next.
-func (s *Stream) heartbeat() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
+func (c *Conn) heartbeat() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
 		return
 	}
-	idle := time.Since(s.lastWrite)
-	if idle >= s.opts.Heartbeat {
-		if err := s.write(heartbeat); err != nil {
-			s.closed = true
-			_ = s.conn.Close()
+	idle := time.Since(c.lastWrite)
+	if idle >= c.opts.Heartbeat {
+		if err := c.write(heartbeat); err != nil {
+			c.closeLocked()
 			return
 		}
-		s.lastWrite, idle = time.Now(), 0
+		idle = 0
 	}
-	s.beat.Reset(s.opts.Heartbeat - idle)
+	c.beat.Reset(c.opts.Heartbeat - idle)
 }
 
-// Close ends a stream served by ServeConn once any write in progress is
-// done, and closes the connection; nothing is written after it.
-func (s *Stream) Close() {
-	s.mu.Lock()
-	s.closed = true
-	s.mu.Unlock()
-	_ = s.conn.Close()
+// write sends b in one write, under the write deadline. Call it with c.mu
+// held.
+func (c *Conn) write(b []byte) error {
+	if d := nextDeadline(c.deadline, c.opts.WriteTimeout); !d.IsZero() {
+		c.deadline = d
+		if err := c.conn.SetWriteDeadline(d); err != nil {
+			return err
+		}
+	}
+	n, err := c.conn.Write(b)
+	c.bytes += int64(n)
+	if err == nil {
+		c.lastWrite = time.Now()
+	}
+	return err
 }
 
-// Conn returns the connection of a stream made by NewConnStream.
-func (s *Stream) Conn() net.Conn { return s.conn }
+// closeLocked ends the stream: nothing is written after it, the timer
+// stops and the connection closes, which ends Serve's read. Call it with
+// c.mu held.
+func (c *Conn) closeLocked() {
+	if c.closed {
+		return
+	}
+	c.closed = true
+	if c.beat != nil {
+		c.beat.Stop()
+	}
+	_ = c.conn.Close()
+}
+
+// Close ends the stream once any write in progress is done.
+func (c *Conn) Close() {
+	c.mu.Lock()
+	c.closeLocked()
+	c.mu.Unlock()
+}
+
+// End is the subscription's OnEnd hook: the hub ended it. The connection
+// closes after grace, at once if grace is 0, even if a write to it is
+// stuck; a write in progress may finish meanwhile, and none starts after.
+// It never blocks.
+func (c *Conn) End(grace time.Duration) {
+	if grace <= 0 {
+		_ = c.conn.Close()
+	} else {
+		time.AfterFunc(grace, func() { _ = c.conn.Close() })
+	}
+	go c.Close()
+}
+
+// Written reports the bytes and messages written so far.
+func (c *Conn) Written() (bytes, messages int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.encoder.Written()
+}

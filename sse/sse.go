@@ -1,14 +1,13 @@
 // Package sse writes hub messages as Server-Sent Events: the bytes of one
-// event, encoded once per message, and the loop that streams a
-// subscription to one HTTP response.
+// event, encoded once per message, and the two kinds of stream that send a
+// subscription: Stream, through an http.ResponseWriter from the handler's
+// goroutine, and Conn, on a connection taken over from net/http.
 package sse
 
 import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
-	"io"
-	"net"
 	"net/http"
 	"strconv"
 	"sync"
@@ -102,8 +101,6 @@ type Options struct {
 	// WriteTimeout bounds each write; a client that does not take the
 	// bytes in time is disconnected.
 	WriteTimeout time.Duration
-	// MaxBatch bounds how many bytes of queued messages go into one write.
-	MaxBatch int
 	// Logger, if set, reports a panic in a stream's writer.
 	Logger *zap.Logger
 }
@@ -116,61 +113,175 @@ func Headers(h http.Header) {
 	h.Del("Content-Length")
 }
 
-// Stream is one subscriber's event stream.
-type Stream struct {
-	w    io.Writer
-	rw   http.ResponseWriter      // nil on a Conn
-	rc   *http.ResponseController // nil on a Conn
-	conn net.Conn                 // nil on a ResponseWriter
-	head []byte                   // written before the first event, on a Conn
-	opts Options
-	// last is the sequence number of the last message written, to skip
-	// live messages already sent as replay.
-	last uint64
+// maxWrite bounds the bytes of queued or replayed messages that go into
+// one write.
+const maxWrite = 64 << 10
 
+// keepBatch bounds the batch array a stream keeps between batches.
+const keepBatch = 64
+
+// errInterrupted ends a stream whose subscription was ended.
+var errInterrupted = errors.New("stream interrupted")
+
+// sink is where an encoder's bytes go: one write, flushed.
+type sink interface {
+	write(b []byte) error
+}
+
+// encoder is what both kinds of stream share: it turns the start of a
+// subscription and its queued messages into event bytes, in writes of at
+// most maxWrite bytes, skips live messages already sent as replay, and
+// counts what it sent.
+type encoder struct {
+	opts Options
+	sub  *hub.Subscription
+	// last is the sequence number of the last message written.
+	last uint64
+	// bytes and msgs count what was written, for the caller's log.
+	bytes, msgs int64
+}
+
+// Written reports the bytes and messages written so far. On a Conn, call
+// it once Serve has returned.
+func (e *encoder) Written() (bytes, messages int64) { return e.bytes, e.msgs }
+
+// begin writes prefix, the retry field, the reset notice and the replay.
+func (e *encoder) begin(w sink, prefix []byte, st hub.Start, lastEventID string) error {
+	buf := getBuf()
+	defer putBuf(buf)
+	b := append((*buf)[:0], prefix...)
+	if e.opts.Retry > 0 {
+		b = append(b, "retry: "...)
+		b = strconv.AppendInt(b, e.opts.Retry.Milliseconds(), 10)
+		b = append(b, "\n\n"...)
+	}
+	if st.Reset {
+		b = append(b, Reset(st.Head, lastEventID)...)
+	}
+	// Replay goes out in bounded writes: a client asking for everything
+	// retained must not make the server copy all of it at once.
+	n := 0
+	for _, m := range st.Replay {
+		if len(b) >= maxWrite {
+			if err := w.write(b); err != nil {
+				return err
+			}
+			e.sent(n)
+			b, n = b[:0], 0
+		}
+		b = append(b, Encode(m)...)
+		e.last = m.Seq
+		n++
+	}
+	*buf = b
+	if err := w.write(b); err != nil {
+		return err
+	}
+	e.sent(n)
+	return nil
+}
+
+// sent counts n messages written.
+func (e *encoder) sent(n int) {
+	if n > 0 {
+		e.msgs += int64(n)
+		e.sub.Sent(n)
+	}
+}
+
+func (e *encoder) appendMsg(b []byte, m *hub.Message, n int) ([]byte, int) {
+	if m.Seq <= e.last {
+		return b, n
+	}
+	e.last = m.Seq
+	return append(b, Encode(m)...), n + 1
+}
+
+// batchBufs holds the buffers that writes of several messages are built
+// in, shared by all streams, so that a stream keeps none between writes.
+var batchBufs = sync.Pool{New: func() any { b := make([]byte, 0, maxWrite); return &b }}
+
+func getBuf() *[]byte { return batchBufs.Get().(*[]byte) }
+
+// putBuf returns a buffer to the pool, unless it grew far past its size.
+func putBuf(b *[]byte) {
+	if cap(*b) <= 4*maxWrite {
+		*b = (*b)[:0]
+		batchBufs.Put(b)
+	}
+}
+
+// writeBatch writes batch in writes of up to maxWrite bytes, skipping
+// messages already sent, and counts what it sent.
+func (e *encoder) writeBatch(w sink, batch []*hub.Message) error {
+	var buf *[]byte
+	defer func() {
+		if buf != nil {
+			putBuf(buf)
+		}
+	}()
+	for i := 0; i < len(batch); {
+		if i == len(batch)-1 {
+			// One message left: it goes out from its shared encoding,
+			// not copied for each subscriber.
+			m := batch[i]
+			i++
+			if m.Seq <= e.last {
+				continue
+			}
+			e.last = m.Seq
+			if err := w.write(Encode(m)); err != nil {
+				return err
+			}
+			e.sent(1)
+			continue
+		}
+		if buf == nil {
+			buf = getBuf()
+		}
+		b, n := (*buf)[:0], 0
+		for ; i < len(batch) && len(b) < maxWrite; i++ {
+			b, n = e.appendMsg(b, batch[i], n)
+		}
+		*buf = b
+		if len(b) > 0 {
+			if err := w.write(b); err != nil {
+				return err
+			}
+		}
+		e.sent(n)
+	}
+	return nil
+}
+
+// nextDeadline returns the write deadline to set before a write, or the
+// zero time to keep the one set: moving a deadline costs a timer update,
+// so one that still leaves at least half the timeout is kept, and a
+// stuck write fails after between half and all of it.
+func nextDeadline(set time.Time, timeout time.Duration) time.Time {
+	if timeout <= 0 {
+		return time.Time{}
+	}
+	now := time.Now()
+	if left := set.Sub(now); left >= timeout/2 && left <= timeout {
+		return time.Time{}
+	}
+	return now.Add(timeout)
+}
+
+// Stream is an event stream written through an http.ResponseWriter, from
+// the handler's goroutine (HTTP/2, HTTP/3, and HTTP/1 behind encode).
+type Stream struct {
+	encoder
+	rw          http.ResponseWriter
+	rc          *http.ResponseController
 	interrupted bool
 	deadline    time.Time // the write deadline last set
-
-	// On a connection of its own (see ServeConn):
-	sub       *hub.Subscription
-	mu        sync.Mutex // held to write
-	closed    bool
-	lastWrite time.Time
-	batch     []*hub.Message
-	pump      hub.Pump
-	beat      *time.Timer
 }
 
 // NewStream prepares a stream on w.
 func NewStream(w http.ResponseWriter, opts Options) *Stream {
-	if opts.MaxBatch <= 0 {
-		opts.MaxBatch = 64 << 10
-	}
-	return &Stream{w: w, rw: w, rc: http.NewResponseController(w), opts: opts}
-}
-
-// NewConnStream prepares a stream on c, a connection of its own (a
-// hijacked HTTP/1 connection); head is the response's status line and
-// headers, written with the first events. Serve it with ServeConn.
-func NewConnStream(c net.Conn, head []byte, opts Options) *Stream {
-	if opts.MaxBatch <= 0 {
-		opts.MaxBatch = 64 << 10
-	}
-	return &Stream{w: c, conn: c, head: head, opts: opts}
-}
-
-func (s *Stream) setWriteDeadline(t time.Time) error {
-	if s.conn != nil {
-		return s.conn.SetWriteDeadline(t)
-	}
-	return s.rc.SetWriteDeadline(t)
-}
-
-func (s *Stream) flush() error {
-	if s.rc == nil {
-		return nil
-	}
-	return s.rc.Flush()
+	return &Stream{encoder: encoder{opts: opts}, rw: w, rc: http.NewResponseController(w)}
 }
 
 // Interrupt bounds what is left of the stream's life to grace: the
@@ -181,57 +292,30 @@ func (s *Stream) flush() error {
 // not allow deadlines to be set concurrently with writes.
 func (s *Stream) Interrupt(grace time.Duration) {
 	s.interrupted = true
-	_ = s.setWriteDeadline(time.Now().Add(grace))
+	_ = s.rc.SetWriteDeadline(time.Now().Add(grace))
 }
 
 // Finish is called when the handler returns. Unless the stream was
 // interrupted, it clears the write deadline so that the connection can
 // serve another request.
 func (s *Stream) Finish() {
-	if !s.interrupted && s.rc != nil {
+	if !s.interrupted {
 		_ = s.rc.SetWriteDeadline(time.Time{})
 	}
 }
 
 // Begin writes the status and headers, the retry field, the reset notice
-// and the replay, and flushes them.
-func (s *Stream) Begin(st hub.Start, lastEventID string) error {
-	buf := getBuf()
-	defer putBuf(buf)
-	b := *buf
-	if s.rw != nil {
-		Headers(s.rw.Header())
-		s.rw.WriteHeader(http.StatusOK)
-	} else {
-		b = append(b, s.head...)
-	}
-	if s.opts.Retry > 0 {
-		b = append(b, "retry: "...)
-		b = strconv.AppendInt(b, s.opts.Retry.Milliseconds(), 10)
-		b = append(b, "\n\n"...)
-	}
-	if st.Reset {
-		b = append(b, Reset(st.Head, lastEventID)...)
-	}
-	// Replay goes out in bounded writes: a client asking for everything
-	// retained must not make the server copy all of it at once.
-	for _, m := range st.Replay {
-		if len(b) >= s.opts.MaxBatch {
-			if err := s.write(b); err != nil {
-				return err
-			}
-			b = b[:0]
-		}
-		b = append(b, Encode(m)...)
-		s.last = m.Seq
-	}
-	*buf = b
-	return s.write(b)
+// and the replay of sub, and flushes them.
+func (s *Stream) Begin(sub *hub.Subscription, st hub.Start, lastEventID string) error {
+	s.sub = sub
+	Headers(s.rw.Header())
+	s.rw.WriteHeader(http.StatusOK)
+	return s.begin(s, nil, st, lastEventID)
 }
 
-// Run streams sub until it ends or the request is done, and then returns
-// nil; it returns the error of a failed write.
-func (s *Stream) Run(sub *hub.Subscription, done <-chan struct{}) error {
+// Run streams the subscription until it ends or the request is done, and
+// then returns nil; it returns the error of a failed write.
+func (s *Stream) Run(done <-chan struct{}) error {
 	var timer *time.Timer
 	var tick <-chan time.Time
 	if s.opts.Heartbeat > 0 {
@@ -239,15 +323,15 @@ func (s *Stream) Run(sub *hub.Subscription, done <-chan struct{}) error {
 		defer timer.Stop()
 		tick = timer.C
 	}
-	s.sub = sub
+	sub := s.sub
 	var batch []*hub.Message
 	for {
 		select {
 		case <-sub.Ready():
-			// Everything queued goes out in writes of up to MaxBatch
-			// bytes; the batch's array goes back to the queue.
+			// Everything queued goes out in bounded writes; the batch's
+			// array goes back to the queue.
 			batch = sub.Take(batch)
-			if err := s.writeBatch(batch); err != nil {
+			if err := s.writeBatch(s, batch); err != nil {
 				return err
 			}
 			clear(batch)
@@ -270,100 +354,24 @@ func (s *Stream) Run(sub *hub.Subscription, done <-chan struct{}) error {
 	}
 }
 
-func (s *Stream) appendMsg(b []byte, m *hub.Message, n int) ([]byte, int) {
-	if m.Seq <= s.last {
-		return b, n
-	}
-	s.last = m.Seq
-	return append(b, Encode(m)...), n + 1
-}
-
-// batchBufs holds the buffers that writes of several messages are built
-// in, shared by all streams, so that a stream keeps none between writes.
-var batchBufs = sync.Pool{New: func() any { b := make([]byte, 0, 64<<10); return &b }}
-
-func getBuf() *[]byte { return batchBufs.Get().(*[]byte) }
-
-// putBuf returns a buffer to the pool, unless it grew far past its size.
-func putBuf(b *[]byte) {
-	if cap(*b) <= 256<<10 {
-		*b = (*b)[:0]
-		batchBufs.Put(b)
-	}
-}
-
-// writeBatch writes batch in writes of up to MaxBatch bytes, skipping
-// messages already sent, and counts what it sent.
-func (s *Stream) writeBatch(batch []*hub.Message) error {
-	var buf *[]byte
-	defer func() {
-		if buf != nil {
-			putBuf(buf)
-		}
-	}()
-	for i := 0; i < len(batch); {
-		if i == len(batch)-1 {
-			// One message left: it goes out from its shared encoding,
-			// not copied for each subscriber.
-			m := batch[i]
-			i++
-			if m.Seq <= s.last {
-				continue
-			}
-			s.last = m.Seq
-			if err := s.write(Encode(m)); err != nil {
-				return err
-			}
-			s.sub.Sent(1)
-			continue
-		}
-		if buf == nil {
-			buf = getBuf()
-		}
-		b, n := (*buf)[:0], 0
-		for ; i < len(batch) && len(b) < s.opts.MaxBatch; i++ {
-			b, n = s.appendMsg(b, batch[i], n)
-		}
-		*buf = b
-		if len(b) > 0 {
-			if err := s.write(b); err != nil {
-				return err
-			}
-		}
-		s.sub.Sent(n)
-	}
-	return nil
-}
-
-// keepBatch bounds the batch array a stream keeps between batches.
-const keepBatch = 64
-
-// errInterrupted ends a stream whose subscription was ended.
-var errInterrupted = errors.New("stream interrupted")
-
 // write sends b in one write and flushes once.
 func (s *Stream) write(b []byte) error {
 	// Extending the deadline must not undo an Interrupt.
 	if s.interrupted {
 		return errInterrupted
 	}
-	// Moving a deadline costs a timer update: keep one that still leaves
-	// at least half the timeout, so a stuck write fails after between
-	// half and all of it.
-	if t := s.opts.WriteTimeout; t > 0 {
-		now := time.Now()
-		if left := s.deadline.Sub(now); left < t/2 || left > t {
-			s.deadline = now.Add(t)
-			if err := s.setWriteDeadline(s.deadline); err != nil && !errors.Is(err, http.ErrNotSupported) {
-				return err
-			}
+	if d := nextDeadline(s.deadline, s.opts.WriteTimeout); !d.IsZero() {
+		s.deadline = d
+		if err := s.rc.SetWriteDeadline(d); err != nil && !errors.Is(err, http.ErrNotSupported) {
+			return err
 		}
 	}
-	if len(b) == 0 {
-		return s.flush()
+	if len(b) > 0 {
+		n, err := s.rw.Write(b)
+		s.bytes += int64(n)
+		if err != nil {
+			return err
+		}
 	}
-	if _, err := s.w.Write(b); err != nil {
-		return err
-	}
-	return s.flush()
+	return s.rc.Flush()
 }

@@ -5,6 +5,9 @@ package wshub
 
 import (
 	"bufio"
+	"bytes"
+	"crypto/sha1"
+	"encoding/base64"
 	"encoding/binary"
 	"errors"
 	"io"
@@ -15,6 +18,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/caddy-push/push/internal/takeover"
 )
 
 // Frame opcodes (RFC 6455, section 5.2).
@@ -62,9 +67,26 @@ type conn struct {
 	timeout time.Duration
 
 	mu       sync.Mutex
+	skipHead bool        // the next write is gorilla's head, already sent
+	early    []byte      // read before the hijack: the first bytes Read returns
+	written  int64       // bytes written
 	deadline time.Time   // the write deadline last set
 	iov      [][]byte    // reused for writev
 	bufs     net.Buffers // what writev has left to write
+}
+
+// Read returns what was read before the hijack first. Only the read loop
+// reads.
+func (c *conn) Read(p []byte) (int, error) {
+	if len(c.early) > 0 {
+		n := copy(p, c.early)
+		c.early = c.early[n:]
+		if len(c.early) == 0 {
+			c.early = nil
+		}
+		return n, nil
+	}
+	return c.Conn.Read(p)
 }
 
 // Write writes p, one or more whole frames, under the lock and deadline.
@@ -73,10 +95,16 @@ func (c *conn) Write(p []byte) (int, error) { return c.write(p, c.timeout) }
 func (c *conn) write(p []byte, timeout time.Duration) (int, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.skipHead {
+		c.skipHead = false
+		return len(p), nil
+	}
 	if err := c.setDeadline(timeout); err != nil {
 		return 0, err
 	}
-	return c.Conn.Write(p)
+	n, err := c.Conn.Write(p)
+	c.written += int64(n)
+	return n, err
 }
 
 // setDeadline makes the write about to start end within timeout. Moving a
@@ -126,7 +154,8 @@ func (c *conn) writeFrames(frames [][]byte) error {
 		// (so that nothing escapes per write) over a reused array.
 		c.iov = append(c.iov[:0], frames...)
 		c.bufs = c.iov
-		_, err := c.bufs.WriteTo(tc) // writev
+		n, err := c.bufs.WriteTo(tc) // writev
+		c.written += n
 		clear(c.iov)
 		if cap(c.iov) > keepFrames {
 			c.iov = nil // a rare long batch: don't keep its array
@@ -145,13 +174,13 @@ func (c *conn) writeFrames(frames [][]byte) error {
 	}()
 	for _, f := range frames {
 		if len(b) > 0 && len(b)+len(f) > maxCoalesce {
-			if _, err := c.Conn.Write(b); err != nil {
+			if err := c.writeLocked(b); err != nil {
 				return err
 			}
 			b = b[:0]
 		}
 		if len(f) >= maxCoalesce {
-			if _, err := c.Conn.Write(f); err != nil {
+			if err := c.writeLocked(f); err != nil {
 				return err
 			}
 			continue
@@ -163,11 +192,16 @@ func (c *conn) writeFrames(frames [][]byte) error {
 		b = append(b, f...)
 	}
 	if len(b) > 0 {
-		if _, err := c.Conn.Write(b); err != nil {
-			return err
-		}
+		return c.writeLocked(b)
 	}
 	return nil
+}
+
+// writeLocked writes p and counts it. Call it with c.mu held.
+func (c *conn) writeLocked(p []byte) error {
+	n, err := c.Conn.Write(p)
+	c.written += int64(n)
+	return err
 }
 
 // lingerClose closes the connection after the close handshake: it sends
@@ -185,21 +219,45 @@ func (c *conn) lingerClose(wait time.Duration) {
 }
 
 // hijackShim lets gorilla hijack through Caddy's wrapped response writers,
-// which implement Unwrap but not http.Hijacker, and wraps the hijacked
-// connection in a conn.
+// which implement Unwrap but not http.Hijacker. The 101 head goes through
+// them, as any response's head does, so that Caddy's header operations
+// apply to it and its access log records the status; net/http writes it.
+// The connection is then wrapped in a conn that drops the head gorilla
+// writes after the hijack.
 type hijackShim struct {
 	http.ResponseWriter
+	r       *http.Request
 	timeout time.Duration
 	conn    *conn
 }
 
 func (s *hijackShim) Hijack() (net.Conn, *bufio.ReadWriter, error) {
-	nc, brw, err := http.NewResponseController(s.ResponseWriter).Hijack()
+	h := s.ResponseWriter.Header()
+	h.Set("Upgrade", "websocket")
+	h.Set("Connection", "Upgrade")
+	h.Set("Sec-WebSocket-Accept", acceptKey(s.r.Header.Get("Sec-WebSocket-Key")))
+	h.Del("Content-Length")
+	nc, brw, err := takeover.Hijack(s.ResponseWriter, http.StatusSwitchingProtocols)
 	if err != nil {
 		return nil, nil, err
 	}
-	s.conn = &conn{Conn: nc, timeout: s.timeout}
+	s.conn = &conn{Conn: nc, timeout: s.timeout, skipHead: true}
+	// The client may have sent frames as soon as it had the head, and
+	// net/http may have read some: gorilla refuses a hijacked reader
+	// holding data, so the connection hands them out instead.
+	if n := brw.Reader.Buffered(); n > 0 {
+		b, _ := brw.Reader.Peek(n)
+		s.conn.early = bytes.Clone(b)
+		brw.Reader.Reset(s.conn)
+	}
 	return s.conn, brw, nil
+}
+
+// acceptKey is the Sec-WebSocket-Accept answer to key (RFC 6455, section
+// 4.2.2).
+func acceptKey(key string) string {
+	sum := sha1.Sum([]byte(key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"))
+	return base64.StdEncoding.EncodeToString(sum[:])
 }
 
 // writeBufferPool keeps gorilla from holding a write buffer per
@@ -221,7 +279,7 @@ func Upgrade(w http.ResponseWriter, r *http.Request, writeTimeout time.Duration)
 	if !websocket.IsWebSocketUpgrade(r) {
 		return nil, ErrNotUpgrade
 	}
-	shim := &hijackShim{ResponseWriter: w, timeout: writeTimeout}
+	shim := &hijackShim{ResponseWriter: w, r: r, timeout: writeTimeout}
 	u := websocket.Upgrader{
 		HandshakeTimeout: writeTimeout,
 		ReadBufferSize:   readBufferSize,

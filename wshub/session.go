@@ -122,6 +122,7 @@ type Session struct {
 	// which its messages are sent: queued messages at or below it were
 	// either replayed already or queued before an unsubscribe.
 	since     []topicSince
+	msgs      int64          // messages sent
 	batch     []*hub.Message // taken from the queue
 	lastBatch int            // how many messages the last Take gave
 	frames    [][]byte       // about to be written
@@ -360,7 +361,7 @@ func (s *Session) begin(start hub.Start, last string, ack []byte) error {
 			if err := s.flush(); err != nil {
 				return err
 			}
-			s.sub.Sent(pending)
+			s.sent(pending)
 			pending = 0
 		}
 	}
@@ -370,8 +371,23 @@ func (s *Session) begin(start hub.Start, last string, ack []byte) error {
 	if err := s.flush(); err != nil {
 		return err
 	}
-	s.sub.Sent(pending)
+	s.sent(pending)
 	return nil
+}
+
+// sent counts n messages written. Call it with s.wmu held.
+func (s *Session) sent(n int) {
+	s.msgs += int64(n)
+	s.sub.Sent(n)
+}
+
+// Written reports the bytes and messages sent so far.
+func (s *Session) Written() (bytes, messages int64) {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	s.c.conn.mu.Lock()
+	defer s.c.conn.mu.Unlock()
+	return s.c.conn.written, s.msgs
 }
 
 // wanted reports whether a queued message is still to be sent.
@@ -402,7 +418,7 @@ func (s *Session) sendQueued() error {
 		if err := s.flush(); err != nil {
 			return err
 		}
-		s.sub.Sent(n)
+		s.sent(n)
 	}
 	return nil
 }
