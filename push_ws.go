@@ -4,10 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
-	"net/url"
+	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -88,12 +88,8 @@ func (h *WS) Provision(ctx caddy.Context) error {
 	if h.publish, err = parsePatterns(h.Publish); err != nil {
 		return err
 	}
-	h.anyOrigin = slices.Contains(h.Origins, "*")
-	h.origins = h.origins[:0]
-	for _, o := range h.Origins {
-		if u, err := url.Parse(o); err == nil && o != "*" {
-			h.origins = append(h.origins, normalOrigin(u))
-		}
+	if err := h.provisionOrigins(); err != nil {
+		return err
 	}
 	if h.hub, err = appHub(ctx); err != nil {
 		return err
@@ -138,16 +134,30 @@ func (h *WS) Validate() error {
 	return nil
 }
 
+// provisionOrigins reads `origins`: `*`, or a list kept normalized.
+func (h *WS) provisionOrigins() error {
+	h.anyOrigin = slices.Contains(h.Origins, "*")
+	h.origins = h.origins[:0]
+	for _, o := range h.Origins {
+		if o == "*" {
+			continue
+		}
+		n, ok := parseOrigin(o)
+		if !ok {
+			return checkOrigin(o)
+		}
+		h.origins = append(h.origins, n)
+	}
+	return nil
+}
+
 // checkOrigin reports whether o can be an entry of `origins`.
 func checkOrigin(o string) error {
 	if o == "*" {
 		return nil
 	}
-	u, err := url.Parse(o)
-	if err != nil || u.Scheme == "" || u.Host == "" || (u.Path != "" && u.Path != "/") ||
-		u.RawQuery != "" || u.Fragment != "" || u.User != nil || strings.Contains(o, "#") ||
-		strings.Contains(u.Host, "*") {
-		return fmt.Errorf("origin %q: must be scheme://host[:port] or * (no paths or wildcards)", o)
+	if _, ok := parseOrigin(o); !ok {
+		return fmt.Errorf("origin %q: must be scheme://host[:port] or * (no user, path, query, fragment or wildcard)", o)
 	}
 	return nil
 }
@@ -171,53 +181,109 @@ func (h *WS) publishMessage(ctx context.Context, m *hub.Message) (string, error)
 	return ids[0], nil
 }
 
-// originAllowed reports whether the request's Origin may connect.
+// originAllowed reports whether the request's Origin may connect. With
+// no `origins`, the Origin must be the request's own scheme and host.
 func (h *WS) originAllowed(r *http.Request) bool {
-	origin := r.Header.Get("Origin")
-	if origin == "" || h.anyOrigin {
+	origin, ok := r.Header["Origin"]
+	if !ok || h.anyOrigin {
 		return true
 	}
-	u, err := url.Parse(origin)
-	if err != nil || u.Host == "" {
+	if len(origin) != 1 {
+		return false
+	}
+	o, ok := parseOrigin(origin[0])
+	if !ok {
 		return false
 	}
 	if len(h.Origins) == 0 {
-		return sameHost(u.Host, r.Host)
+		scheme := "http"
+		if r.TLS != nil {
+			scheme = "https"
+		}
+		own, ok := parseOrigin(scheme + "://" + r.Host)
+		return ok && o == own
 	}
-	o := normalOrigin(u)
 	return slices.Contains(h.origins, o)
 }
 
-// normalOrigin is u as scheme://host[:port], lowercase, without the
-// scheme's default port: browsers leave it out of Origin.
-func normalOrigin(u *url.URL) string {
-	scheme := strings.ToLower(u.Scheme)
-	host := strings.ToLower(u.Hostname())
-	if strings.Contains(host, ":") {
-		host = "[" + host + "]"
+// maxOrigin bounds the length of an origin.
+const maxOrigin = 2048
+
+// parseOrigin parses an origin as browsers send it, scheme://host[:port]
+// and nothing else (RFC 6454): no user, path, query or fragment. It
+// returns it lowercase and without the scheme's default port, which
+// browsers leave out.
+func parseOrigin(s string) (string, bool) {
+	if len(s) > maxOrigin {
+		return "", false
 	}
-	port := u.Port()
-	if (scheme == "http" && port == "80") || (scheme == "https" && port == "443") {
-		port = ""
+	scheme, rest, ok := strings.Cut(s, "://")
+	if !ok || !validScheme(scheme) {
+		return "", false
+	}
+	scheme = strings.ToLower(scheme)
+	host, port := rest, ""
+	if strings.HasPrefix(rest, "[") {
+		end := strings.IndexByte(rest, ']')
+		if end < 0 {
+			return "", false
+		}
+		host, port = rest[:end+1], rest[end+1:]
+		if ip, err := netip.ParseAddr(host[1 : len(host)-1]); err != nil || !ip.Is6() || ip.Zone() != "" {
+			return "", false
+		}
+	} else if i := strings.IndexByte(rest, ':'); i >= 0 {
+		host, port = rest[:i], rest[i:]
+	}
+	if host == "" || (!strings.HasPrefix(host, "[") && !validHostName(host)) {
+		return "", false
 	}
 	if port != "" {
-		host += ":" + port
+		p := port[1:]
+		if port[0] != ':' || p == "" || len(p) > 5 || strings.Trim(p, "0123456789") != "" {
+			return "", false
+		}
+		n, _ := strconv.Atoi(p)
+		if n > 65535 {
+			return "", false
+		}
+		p = strconv.Itoa(n)
+		if ((scheme == "http" || scheme == "ws") && p == "80") || ((scheme == "https" || scheme == "wss") && p == "443") {
+			port = ""
+		} else {
+			port = ":" + p
+		}
 	}
-	return scheme + "://" + host
+	return scheme + "://" + strings.ToLower(host) + port, true
 }
 
-// sameHost compares two host[:port] values, ignoring case and the ports
-// 80 and 443, which one side may spell out and the other leave out.
-func sameHost(a, b string) bool {
-	strip := func(h string) string {
-		h = strings.ToLower(h)
-		if host, port, err := net.SplitHostPort(h); err == nil && (port == "80" || port == "443") {
-			return host
-		}
-		return strings.Trim(h, "[]")
+// validScheme reports whether s is a URI scheme (RFC 3986, section 3.1).
+func validScheme(s string) bool {
+	if s == "" || !isAlpha(s[0]) {
+		return false
 	}
-	return strip(a) == strip(b)
+	for i := 1; i < len(s); i++ {
+		if c := s[i]; !isAlpha(c) && !isDigit(c) && c != '+' && c != '-' && c != '.' {
+			return false
+		}
+	}
+	return true
 }
+
+// validHostName reports whether s is a host name or IPv4 address as an
+// origin carries it: letters, digits, '-', '.' and '_' (browsers send
+// international names in punycode).
+func validHostName(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !isAlpha(c) && !isDigit(c) && c != '-' && c != '.' && c != '_' {
+			return false
+		}
+	}
+	return true
+}
+
+func isAlpha(c byte) bool { return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' }
+func isDigit(c byte) bool { return '0' <= c && c <= '9' }
 
 // ServeHTTP upgrades the request, subscribes it to its topics and serves
 // the connection.

@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -690,19 +689,25 @@ func TestWSFramesTakeEffectInOrder(t *testing.T) {
 	}
 }
 
+// TestWSOriginMatching checks the handler's own Origin check: an
+// origin is scheme://host[:port] and nothing else, scheme compared.
 func TestWSOriginMatching(t *testing.T) {
-	h := &WS{Origins: []string{"https://App.Example.com:443", "http://localhost:8080"}}
+	h := &WS{Origins: []string{"https://App.Example.com:443", "http://localhost:8080", "https://[::1]:8443"}}
 	if err := h.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	h.anyOrigin = false
-	for _, o := range h.Origins {
-		u, _ := url.Parse(o)
-		h.origins = append(h.origins, normalOrigin(u))
+	if err := h.provisionOrigins(); err != nil {
+		t.Fatal(err)
 	}
-	req := func(origin, host string) *http.Request {
-		r := httptest.NewRequest(http.MethodGet, "http://"+host+"/ws/", nil)
-		r.Header.Set("Origin", origin)
+	req := func(origin, host string, tls bool) *http.Request {
+		scheme := "http"
+		if tls {
+			scheme = "https"
+		}
+		r := httptest.NewRequest(http.MethodGet, scheme+"://"+host+"/ws/", nil)
+		if origin != "-" {
+			r.Header.Set("Origin", origin)
+		}
 		return r
 	}
 	for _, tt := range []struct {
@@ -711,33 +716,81 @@ func TestWSOriginMatching(t *testing.T) {
 	}{
 		{"https://app.example.com", true},
 		{"https://app.example.com:443", true},
+		{"HTTPS://APP.EXAMPLE.COM", true},
 		{"http://app.example.com", false},
+		{"wss://app.example.com", false},
 		{"http://localhost:8080", true},
 		{"http://localhost", false},
+		{"https://[::1]:8443", true},
+		{"https://evil.com@app.example.com", false},
+		{"https://app.example.com#x", false},
+		{"https://app.example.com/", false},
+		{"https://app.example.com?x", false},
+		{"//app.example.com", false},
+		{"https://app.example.com:99999", false},
 		{"null", false},
+		{"", false},
+		{"-", true}, // no Origin: not from a browser
 	} {
-		if got := h.originAllowed(req(tt.origin, "x")); got != tt.want {
+		if got := h.originAllowed(req(tt.origin, "x", false)); got != tt.want {
 			t.Errorf("origins list, Origin %q: %v, want %v", tt.origin, got, tt.want)
 		}
 	}
 	same := &WS{}
+	if err := same.provisionOrigins(); err != nil {
+		t.Fatal(err)
+	}
 	for _, tt := range []struct {
 		origin, host string
+		tls          bool
 		want         bool
 	}{
-		{"https://example.com", "example.com:443", true},
-		{"https://EXAMPLE.com", "example.com", true},
-		{"http://example.com:8080", "example.com:8080", true},
-		{"http://example.com:8080", "example.com", false},
-		{"https://evil.com", "example.com", false},
+		{"https://example.com", "example.com:443", true, true},
+		{"https://EXAMPLE.com", "example.com", true, true},
+		{"http://example.com:8080", "example.com:8080", false, true},
+		{"http://localhost:8080", "localhost:8080", false, true},
+		{"http://[::1]:8080", "[::1]:8080", false, true},
+		{"http://example.com:8080", "example.com", false, false},
+		{"https://evil.com", "example.com", true, false},
+		{"http://example.com", "example.com", true, false}, // scheme differs
+		{"https://example.com", "example.com", false, false},
+		{"http://evil.com@localhost:8080", "localhost:8080", false, false},
+		{"//localhost:8080", "localhost:8080", false, false},
+		{"http://localhost:8080/path", "localhost:8080", false, false},
+		{"http://localhost:8080#x", "localhost:8080", false, false},
+		{"null", "localhost:8080", false, false},
 	} {
-		if got := same.originAllowed(req(tt.origin, tt.host)); got != tt.want {
-			t.Errorf("same host %q, Origin %q: %v, want %v", tt.host, tt.origin, got, tt.want)
+		if got := same.originAllowed(req(tt.origin, tt.host, tt.tls)); got != tt.want {
+			t.Errorf("same host %q (TLS %v), Origin %q: %v, want %v", tt.host, tt.tls, tt.origin, got, tt.want)
 		}
 	}
-	for _, bad := range []string{"https://*.example.com", "https://a.com#x", "https://a.com/path", "example.com"} {
+	for _, bad := range []string{
+		"https://*.example.com", "https://a.com#x", "https://a.com/path", "https://a.com/",
+		"example.com", "https://evil.com@example.com", "//example.com", "https://", "https://a.com:",
+	} {
 		if err := checkOrigin(bad); err == nil {
 			t.Errorf("origin %q accepted", bad)
+		}
+	}
+}
+
+// TestWSOriginChecked checks the Origin check on a real upgrade.
+func TestWSOriginChecked(t *testing.T) {
+	tc := startCaddy(t, "", `push_ws /ws/* news`)
+	for origin, want := range map[string]int{
+		"http://" + tc.http:           http.StatusSwitchingProtocols,
+		"http://evil.com@" + tc.http:  http.StatusForbidden,
+		"//" + tc.http:                http.StatusForbidden,
+		"http://" + tc.http + "/path": http.StatusForbidden,
+		"https://" + tc.http:          http.StatusForbidden,
+	} {
+		_, resp, err := dialWS(t, wsURL(tc, "/ws/"), http.Header{"Origin": {origin}})
+		got := 0
+		if resp != nil {
+			got = resp.StatusCode
+		}
+		if got != want {
+			t.Errorf("Origin %q: status %d (%v), want %d", origin, got, err, want)
 		}
 	}
 }
