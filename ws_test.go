@@ -520,6 +520,31 @@ func TestWSCloseTooBig(t *testing.T) {
 	}
 }
 
+// TestWSCloseInvalidUTF8 sends text frames that are not UTF-8: the
+// connection closes with 1007 (RFC 6455, section 8.1) and nothing is
+// published, in either format.
+func TestWSCloseInvalidUTF8(t *testing.T) {
+	tc := startCaddy(t, "", `push_ws /ws/* {
+		publish chat/*
+	}
+	push_ws /raw/* {
+		topic chat/a
+		format raw
+	}`)
+	for _, path := range []string{"/ws/", "/raw/"} {
+		c := mustDialWS(t, wsURL(tc, path))
+		if err := c.WriteMessage(websocket.TextMessage, []byte("{\"type\":\"publish\",\"topic\":\"chat/a\",\"data\":\"\xff\"}")); err != nil {
+			t.Fatal(err)
+		}
+		if code := c.closeCode(); code != websocket.CloseInvalidFramePayloadData {
+			t.Fatalf("%s: close code %d, want 1007", path, code)
+		}
+	}
+	if n := tc.stats()["published"]; n != 0.0 {
+		t.Fatalf("published %v, want 0", n)
+	}
+}
+
 func TestWSCloseTooSlow(t *testing.T) {
 	tc := startCaddy(t, "buffer 4\n\t\thistory 10", `push_ws /ws/* news`)
 	stuck := mustDialWS(t, wsURL(tc, "/ws/"))
@@ -793,4 +818,23 @@ func TestWSOriginChecked(t *testing.T) {
 			t.Errorf("Origin %q: status %d (%v), want %d", origin, got, err, want)
 		}
 	}
+}
+
+func FuzzParseOrigin(f *testing.F) {
+	for _, s := range []string{"https://example.com", "http://[::1]:8080", "http://a@b", "//x", "HTTP://X:080", "a+b://c_d:65535"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		o, ok := parseOrigin(s)
+		if !ok {
+			return
+		}
+		if again, ok := parseOrigin(o); !ok || again != o {
+			t.Fatalf("%q -> %q -> %q, %v", s, o, again, ok)
+		}
+		_, rest, _ := strings.Cut(o, "://")
+		if strings.ContainsAny(rest, "/?#@\\ ") || o != strings.ToLower(o) {
+			t.Fatalf("%q -> %q", s, o)
+		}
+	})
 }

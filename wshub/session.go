@@ -33,10 +33,10 @@ const (
 
 // Close codes (RFC 6455, section 7.4.1).
 const (
-	CloseNormal    = websocket.CloseNormalClosure
-	CloseGoingAway = websocket.CloseGoingAway
-	ClosePolicy    = websocket.ClosePolicyViolation
-	CloseTooBig    = websocket.CloseMessageTooBig
+	CloseNormal      = websocket.CloseNormalClosure
+	CloseGoingAway   = websocket.CloseGoingAway
+	ClosePolicy      = websocket.ClosePolicyViolation
+	CloseInvalidData = websocket.CloseInvalidFramePayloadData
 )
 
 // Limits on what one client may do.
@@ -321,6 +321,8 @@ func (s *Session) finish(readErr error) {
 			}
 		case errors.Is(readErr, errNoPong):
 			code, text = CloseGoingAway, "no pong"
+		case errors.Is(readErr, errNotUTF8):
+			code, text = CloseInvalidData, "text frame is not UTF-8"
 		}
 		// On ErrReadLimit gorilla has sent 1009 already.
 		if code != 0 {
@@ -507,6 +509,10 @@ func (s *Session) subscription(f *Frame) bool {
 // errNoPong ends a session whose client stopped answering pings.
 var errNoPong = errors.New("no pong from the client")
 
+// errNotUTF8 ends a session whose client sent a text frame that is not
+// UTF-8 (RFC 6455, section 8.1).
+var errNotUTF8 = errors.New("text frame is not UTF-8")
+
 // readLoop reads the client's frames until the connection ends, and
 // returns why it ended.
 func (s *Session) readLoop() error {
@@ -533,6 +539,9 @@ func (s *Session) readLoop() error {
 			return err
 		}
 		alive()
+		if typ == websocket.TextMessage && !utf8.Valid(data) {
+			return errNotUTF8
+		}
 		if s.opts.Format == Raw {
 			continue
 		}
