@@ -193,12 +193,11 @@ func (s *Session) Serve(start hub.Start, last string) error {
 	}
 	err := s.begin(start, last, nil)
 	if err != nil {
-		s.closing = true
+		s.failLocked()
 	}
 	s.wmu.Unlock()
 	if err != nil {
 		close(s.readDone)
-		_ = s.c.Close()
 		return err
 	}
 	// The hooks may have fired before the session existed.
@@ -244,8 +243,7 @@ func (s *Session) drainOnce() (int, error) {
 		return 0, net.ErrClosed
 	}
 	if err := s.sendQueued(); err != nil {
-		s.closing = true
-		_ = s.c.Close()
+		s.failLocked()
 		return s.lastBatch, err
 	}
 	return s.lastBatch, nil
@@ -267,6 +265,14 @@ func (s *Session) Ended(reason error) {
 	})
 }
 
+// failLocked ends the session at once: nothing more is written, and
+// closing the connection ends the read loop, which finishes up. Every
+// failed write and failed start ends this way. Call it with s.wmu held.
+func (s *Session) failLocked() {
+	s.closing = true
+	_ = s.c.Close()
+}
+
 // sendClose starts the close handshake; the read loop reads the answer
 // and finishes up.
 func (s *Session) sendClose(code int, text string) {
@@ -275,11 +281,11 @@ func (s *Session) sendClose(code int, text string) {
 	if s.closing {
 		return
 	}
-	s.closing = true
 	if _, err := s.c.conn.write(closeFrame(code, text), closeWait); err != nil {
-		_ = s.c.Close()
+		s.failLocked()
 		return
 	}
+	s.closing = true
 	// A client that never answers must not keep the read loop.
 	time.AfterFunc(closeWait, func() {
 		select {
@@ -297,8 +303,7 @@ func (s *Session) sendPing() {
 		return
 	}
 	if _, err := s.c.conn.Write(pingFrame); err != nil {
-		s.closing = true
-		_ = s.c.Close()
+		s.failLocked()
 		return
 	}
 	s.ping.Reset(s.opts.Ping)
@@ -451,8 +456,7 @@ func (s *Session) answer(b []byte) bool {
 		return true
 	}
 	if err := s.sendJSON(b); err != nil {
-		s.closing = true
-		_ = s.c.Close()
+		s.failLocked()
 		return false
 	}
 	return true
@@ -499,8 +503,7 @@ func (s *Session) subscription(f *Frame) bool {
 		}
 	}
 	if err != nil {
-		s.closing = true
-		_ = s.c.Close()
+		s.failLocked()
 		return false
 	}
 	return true
