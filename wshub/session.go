@@ -64,6 +64,10 @@ type Options struct {
 	MaxMessageSize int64
 	// MaxTopics bounds the topics of one connection.
 	MaxTopics int
+	// FrameRate and FrameBurst limit the client's frames; 0 means the
+	// package's FrameRate and FrameBurst.
+	FrameRate  int
+	FrameBurst int
 	// CanSubscribe reports whether the client may add topic with a
 	// subscribe frame; CanPublish whether it may publish to it.
 	CanSubscribe func(topic string) bool
@@ -531,7 +535,14 @@ func (s *Session) readLoop() error {
 	// finish answers a close; gorilla must not answer it too.
 	ws.SetCloseHandler(func(int, string) error { return nil })
 
-	tokens, last := float64(FrameBurst), time.Now()
+	rate, burst := s.opts.FrameRate, s.opts.FrameBurst
+	if rate <= 0 {
+		rate = FrameRate
+	}
+	if burst <= 0 {
+		burst = FrameBurst
+	}
+	tokens, last := float64(burst), time.Now()
 	for {
 		typ, data, err := ws.ReadMessage()
 		if err != nil {
@@ -549,7 +560,7 @@ func (s *Session) readLoop() error {
 			continue
 		}
 		now := time.Now()
-		tokens = min(FrameBurst, tokens+now.Sub(last).Seconds()*FrameRate)
+		tokens = min(float64(burst), tokens+now.Sub(last).Seconds()*float64(rate))
 		last = now
 		if tokens < 1 {
 			f, ferr := DecodeFrame(data, s.opts.MaxTopics)
@@ -559,7 +570,7 @@ func (s *Session) readLoop() error {
 			} else {
 				ref = ferr.(*FrameError).Ref
 			}
-			if !s.answer(ErrorFrame(ref, fmt.Errorf("more than %d frames a second; frame dropped", FrameRate))) {
+			if !s.answer(ErrorFrame(ref, fmt.Errorf("more than %d frames a second; frame dropped", rate))) {
 				return net.ErrClosed
 			}
 			continue

@@ -215,3 +215,38 @@ func BenchmarkWriteQueued(b *testing.B) {
 		}
 	}
 }
+
+// TestFrameRateLimit sends frames faster than a rate of 1 a second: the
+// burst is carried out, then frames are refused, whatever the speed of
+// the machine (the test would have to take 80 s to see none refused).
+func TestFrameRateLimit(t *testing.T) {
+	h := newHub(t)
+	ws := serve(t, h, Options{FrameRate: 1, FrameBurst: 20})
+	const n = 100
+	start := time.Now()
+	go func() {
+		for i := range n {
+			_ = ws.WriteMessage(websocket.TextMessage, fmt.Appendf(nil, `{"type":"unsubscribe","topics":["x"],"ref":%d}`, i))
+		}
+	}()
+	acks, refused := 0, 0
+	for range n {
+		_ = ws.SetReadDeadline(time.Now().Add(10 * time.Second))
+		_, b, err := ws.ReadMessage()
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch {
+		case bytes.Contains(b, []byte(`"type":"ack"`)):
+			acks++
+		case bytes.Contains(b, []byte("frames a second")):
+			refused++
+		default:
+			t.Fatalf("unexpected %s", b)
+		}
+	}
+	most := 20 + int(time.Since(start).Seconds()) + 1
+	if acks < 20 || acks > most || refused != n-acks {
+		t.Fatalf("%d carried out, %d refused: want the burst of 20 (up to %d) carried out and the rest refused", acks, refused, most)
+	}
+}
