@@ -3,14 +3,27 @@ package push
 import (
 	"bufio"
 	"compress/gzip"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
+	"encoding/pem"
+	"fmt"
 	"io"
+	"math/big"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/quic-go/quic-go/http3"
 )
 
 // responseSite serves the same topic on every transport, each route with
@@ -206,4 +219,139 @@ func TestStreamsAreCaddyResponses(t *testing.T) {
 			t.Errorf("stream end logged with %v messages, want 20: %v", e["messages"], e)
 		}
 	}
+}
+
+// selfSigned writes a certificate for 127.0.0.1 and its key into dir and
+// returns a pool that trusts it.
+func selfSigned(t *testing.T, dir string) *x509.CertPool {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "127.0.0.1"},
+		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(time.Hour),
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kb, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+	if err := os.WriteFile(filepath.Join(dir, "cert.pem"), certPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "key.pem"), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(certPEM)
+	return pool
+}
+
+// TestStreamsOverTLS is TestStreamsAreCaddyResponses over TLS: HTTP/1.1
+// (SSE taken over, and WebSocket), HTTP/2 and HTTP/3.
+func TestStreamsOverTLS(t *testing.T) {
+	dir := t.TempDir()
+	pool := selfSigned(t, dir)
+	port := freePort(t)
+	// The harness's site is plain HTTP: this one follows it.
+	site := strings.ReplaceAll(`respond 404
+}
+
+https://127.0.0.1:`+fmt.Sprint(port)+` {
+	tls {certdir}/cert.pem {certdir}/key.pem
+	`+responseSite, "{certdir}", dir)
+	tc := startCaddyGlobal(t, responseLog, "", site)
+	base := fmt.Sprintf("https://127.0.0.1:%d", port)
+	// Each client its own: transports set NextProtos on theirs.
+	tlsConf := func() *tls.Config { return &tls.Config{RootCAs: pool} }
+
+	var h1proto http.Protocols
+	h1proto.SetHTTP1(true)
+	h1client := &http.Client{Transport: &http.Transport{TLSClientConfig: tlsConf(), Protocols: &h1proto}}
+	var h2proto http.Protocols
+	h2proto.SetHTTP2(true)
+	h2client := &http.Client{Transport: &http.Transport{TLSClientConfig: tlsConf(), Protocols: &h2proto}}
+	h3 := &http3.Transport{TLSClientConfig: tlsConf()}
+	defer h3.Close()
+	h3client := &http.Client{Transport: h3}
+
+	open := func(name string, c *http.Client, major int) *sseConn {
+		t.Helper()
+		resp, err := c.Get(base + "/e/")
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if resp.ProtoMajor != major || resp.StatusCode != http.StatusOK {
+			t.Fatalf("%s: %s %s", name, resp.Proto, resp.Status)
+		}
+		checkHeaders(t, name, resp.Header)
+		sc := &sseConn{resp: resp, r: bufio.NewReader(resp.Body), cancel: func() {}, events: make(chan event, 32)}
+		go sc.read()
+		return sc
+	}
+	streams := map[string]*sseConn{
+		"HTTP/1.1": open("HTTP/1.1", h1client, 1),
+		"HTTP/2":   open("HTTP/2", h2client, 2),
+		"HTTP/3":   open("HTTP/3", h3client, 3),
+	}
+	d := websocket.Dialer{HandshakeTimeout: 10 * time.Second, TLSClientConfig: tlsConf()}
+	ws, wsResp, err := d.Dial("wss://127.0.0.1:"+fmt.Sprint(port)+"/w/", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	checkHeaders(t, "WebSocket", wsResp.Header)
+	waitSubscribers(t, tc, 4)
+
+	for i := range 10 {
+		id := tc.publish("news", "", strings.Repeat("y", i))
+		for name, sc := range streams {
+			if ev := sc.next(t); ev.ID != id {
+				t.Fatalf("%s: got %+v, want %s", name, ev, id)
+			}
+		}
+		w := &wsConn{Conn: ws, t: t}
+		if f := w.message(); f.ID != id {
+			t.Fatalf("WebSocket: got %+v, want %s", f, id)
+		}
+	}
+	for _, sc := range streams {
+		sc.resp.Body.Close()
+	}
+	ws.Close()
+	waitSubscribers(t, tc, 0)
+
+	entries := readLogLines(t, filepath.Join(tc.dir, "access.log"), 4, func(m map[string]any) bool {
+		return m["msg"] == "handled request"
+	})
+	want := map[string]float64{"/e/ HTTP/1.1": 200, "/e/ HTTP/2.0": 200, "/e/ HTTP/3.0": 200, "/w/ HTTP/1.1": 101}
+	for _, e := range entries {
+		r, _ := e["request"].(map[string]any)
+		key := r["uri"].(string) + " " + r["proto"].(string)
+		if st, ok := want[key]; !ok || e["status"] != st {
+			t.Errorf("access log %s: status %v, want %v", key, e["status"], st)
+		}
+		delete(want, key)
+	}
+	if len(want) > 0 {
+		t.Errorf("no access log entry for %v", want)
+	}
+	readLogLines(t, filepath.Join(tc.dir, "streams.log"), 4, func(m map[string]any) bool {
+		msg, _ := m["msg"].(string)
+		n, _ := m["messages"].(float64)
+		return strings.HasSuffix(msg, " ended") && n == 10
+	})
 }
