@@ -59,8 +59,11 @@ func (c *Conn) Serve(sub *hub.Subscription, start hub.Start, lastEventID string)
 	c.pump.Start()
 	if c.opts.Heartbeat > 0 {
 		c.mu.Lock()
-		// Set the field before the timer can fire: heartbeat resets it.
-		c.beat = time.AfterFunc(c.opts.Heartbeat, c.heartbeat)
+		// Under the lock: heartbeat resets the field's timer, and
+		// closeLocked stops it.
+		if !c.closed {
+			c.beat = time.AfterFunc(c.opts.Heartbeat, c.heartbeat)
+		}
 		c.mu.Unlock()
 	}
 	// Nothing more is expected from the client; reading tells when it
