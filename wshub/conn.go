@@ -1,6 +1,7 @@
-// Package wshub serves hub subscriptions over WebSocket: the upgrade
-// (through Caddy's wrapped response writers), the read and write loops,
-// the json and raw protocols, ping/pong and close codes.
+// Package wshub serves hub subscriptions over WebSocket: the upgrade (its
+// 101 head through Caddy's wrapped response writers), the read loop, the
+// writes of queued messages, the json and raw protocols, ping/pong and
+// close codes.
 package wshub
 
 import (
@@ -59,9 +60,10 @@ func closeFrame(code int, reason string) []byte {
 }
 
 // conn is the hijacked connection. Every frame is written whole under one
-// lock, so that frames the write loop sends and the control frames that
-// gorilla sends from the read loop (a pong, the close on an oversized
-// frame) never interleave; and each write sets its own deadline.
+// lock, so that the frames of queued messages, answers, pings and the
+// control frames that gorilla sends from the read loop (a pong, the close
+// on an oversized frame) never interleave; and each write sets its own
+// deadline. It is the one path by which bytes reach the client.
 type conn struct {
 	net.Conn
 	timeout time.Duration
