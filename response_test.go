@@ -50,6 +50,13 @@ const responseSite = `log {
 		header ?X-Default d
 		header >X-Deferred yes
 		push_ws news
+	}
+	handle /zw/* {
+		encode gzip
+		header -Server
+		header ?X-Default d
+		header >X-Deferred yes
+		push_ws news
 	}`
 
 // responseLog logs the end of every stream.
@@ -149,7 +156,13 @@ func TestStreamsAreCaddyResponses(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkHeaders(t, "WebSocket", wsResp.Header)
-	waitSubscribers(t, tc, 4)
+	// WebSocket behind encode: the 101 goes through it.
+	zws, zwsResp, err := dialWS(t, wsURL(tc, "/zw/"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkHeaders(t, "WebSocket behind encode", zwsResp.Header)
+	waitSubscribers(t, tc, 5)
 
 	for i := range 20 {
 		id := tc.publish("news", "", strings.Repeat("x", i))
@@ -179,18 +192,22 @@ func TestStreamsAreCaddyResponses(t *testing.T) {
 		if f := ws.message(); f.ID != id {
 			t.Fatalf("WebSocket: got %+v, want %s", f, id)
 		}
+		if f := zws.message(); f.ID != id {
+			t.Fatalf("WebSocket behind encode: got %+v, want %s", f, id)
+		}
 	}
 	h1.close()
 	h2.resp.Body.Close()
 	resp.Body.Close()
 	ws.Close()
+	zws.Close()
 	waitSubscribers(t, tc, 0)
 
 	// Caddy's access log: 200 for event streams, 101 for the WebSocket.
-	entries := readLogLines(t, filepath.Join(tc.dir, "access.log"), 4, func(m map[string]any) bool {
+	entries := readLogLines(t, filepath.Join(tc.dir, "access.log"), 5, func(m map[string]any) bool {
 		return m["msg"] == "handled request"
 	})
-	want := map[string]float64{"/e/ HTTP/1.1": 200, "/e/ HTTP/2.0": 200, "/z/ HTTP/1.1": 200, "/w/ HTTP/1.1": 101}
+	want := map[string]float64{"/e/ HTTP/1.1": 200, "/e/ HTTP/2.0": 200, "/z/ HTTP/1.1": 200, "/w/ HTTP/1.1": 101, "/zw/ HTTP/1.1": 101}
 	for _, e := range entries {
 		r, _ := e["request"].(map[string]any)
 		key := r["uri"].(string) + " " + r["proto"].(string)
@@ -204,7 +221,7 @@ func TestStreamsAreCaddyResponses(t *testing.T) {
 	}
 
 	// The end of every stream, logged by the handler.
-	ends := readLogLines(t, filepath.Join(tc.dir, "streams.log"), 4, func(m map[string]any) bool {
+	ends := readLogLines(t, filepath.Join(tc.dir, "streams.log"), 5, func(m map[string]any) bool {
 		msg, _ := m["msg"].(string)
 		return strings.HasSuffix(msg, " ended")
 	})
@@ -314,7 +331,13 @@ https://127.0.0.1:`+fmt.Sprint(port)+` {
 	}
 	defer ws.Close()
 	checkHeaders(t, "WebSocket", wsResp.Header)
-	waitSubscribers(t, tc, 4)
+	zws, zwsResp, err := d.Dial("wss://127.0.0.1:"+fmt.Sprint(port)+"/zw/", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer zws.Close()
+	checkHeaders(t, "WebSocket behind encode", zwsResp.Header)
+	waitSubscribers(t, tc, 5)
 
 	for i := range 10 {
 		id := tc.publish("news", "", strings.Repeat("y", i))
@@ -323,21 +346,24 @@ https://127.0.0.1:`+fmt.Sprint(port)+` {
 				t.Fatalf("%s: got %+v, want %s", name, ev, id)
 			}
 		}
-		w := &wsConn{Conn: ws, t: t}
-		if f := w.message(); f.ID != id {
-			t.Fatalf("WebSocket: got %+v, want %s", f, id)
+		for name, c := range map[string]*websocket.Conn{"WebSocket": ws, "WebSocket behind encode": zws} {
+			w := &wsConn{Conn: c, t: t}
+			if f := w.message(); f.ID != id {
+				t.Fatalf("%s: got %+v, want %s", name, f, id)
+			}
 		}
 	}
 	for _, sc := range streams {
 		sc.resp.Body.Close()
 	}
 	ws.Close()
+	zws.Close()
 	waitSubscribers(t, tc, 0)
 
-	entries := readLogLines(t, filepath.Join(tc.dir, "access.log"), 4, func(m map[string]any) bool {
+	entries := readLogLines(t, filepath.Join(tc.dir, "access.log"), 5, func(m map[string]any) bool {
 		return m["msg"] == "handled request"
 	})
-	want := map[string]float64{"/e/ HTTP/1.1": 200, "/e/ HTTP/2.0": 200, "/e/ HTTP/3.0": 200, "/w/ HTTP/1.1": 101}
+	want := map[string]float64{"/e/ HTTP/1.1": 200, "/e/ HTTP/2.0": 200, "/e/ HTTP/3.0": 200, "/w/ HTTP/1.1": 101, "/zw/ HTTP/1.1": 101}
 	for _, e := range entries {
 		r, _ := e["request"].(map[string]any)
 		key := r["uri"].(string) + " " + r["proto"].(string)
@@ -349,7 +375,7 @@ https://127.0.0.1:`+fmt.Sprint(port)+` {
 	if len(want) > 0 {
 		t.Errorf("no access log entry for %v", want)
 	}
-	readLogLines(t, filepath.Join(tc.dir, "streams.log"), 4, func(m map[string]any) bool {
+	readLogLines(t, filepath.Join(tc.dir, "streams.log"), 5, func(m map[string]any) bool {
 		msg, _ := m["msg"].(string)
 		n, _ := m["messages"].(float64)
 		return strings.HasSuffix(msg, " ended") && n == 10
