@@ -2,6 +2,7 @@ package hub
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -207,13 +208,27 @@ func TestValidation(t *testing.T) {
 	for _, m := range []*Message{
 		{Topic: ""}, {Topic: "a b"}, {Topic: "a\x00"}, {Topic: "\xff"}, {Topic: strings.Repeat("a", 1025)},
 		{Topic: "a", Event: "x\ny"}, {Topic: "a", Event: "push.reset"}, {Topic: "a", Data: make([]byte, 11)},
+		// Look-alikes: invisible and bidi characters (Unicode Cf), and
+		// Unicode spaces.
+		{Topic: "news\u200b"}, {Topic: "\u202enews"}, {Topic: "\ufeffnews"}, {Topic: "a\u00a0b"}, {Topic: "a\u2028b"},
+		// Segments a path cleaner would change.
+		{Topic: "chat//lobby"}, {Topic: "chat/./lobby"}, {Topic: "x/../chat"}, {Topic: "/chat"}, {Topic: "chat/"},
+		{Topic: "."}, {Topic: ".."}, {Topic: "/"},
 	} {
-		if _, err := h.Publish(context.Background(), m, &Message{Topic: "ok"}); err == nil {
-			t.Errorf("%+v published", m)
+		_, err := h.Publish(context.Background(), m, &Message{Topic: "ok"})
+		if err == nil {
+			t.Errorf("topic %q event %q (%d bytes) published", m.Topic, m.Event, len(m.Data))
+		} else if !errors.Is(err, ErrInvalid) {
+			t.Errorf("topic %q: %v does not match ErrInvalid", m.Topic, err)
 		}
 	}
 	if st := h.Stats(); st.Published != 0 || st.Topics != 0 {
 		t.Fatalf("rejected batch left %+v", st)
+	}
+	for _, topic := range []string{"a.b", "a/.b/c..", "...", "caf\u00e9/\u00fcber", "user/42/*", "a{b}"} {
+		if err := ValidTopic(topic); err != nil {
+			t.Errorf("%q: %v", topic, err)
+		}
 	}
 }
 

@@ -90,19 +90,40 @@ func (m *Message) Encoded(e Encoding, build func(*Message) any) any {
 	return slot.v
 }
 
-// Errors returned for invalid messages and subscriptions.
+// ErrInvalid is what every error about invalid input (a topic, an event
+// type, a message's size, a JSON body) matches with errors.Is, so that a
+// caller can tell the client's mistakes from the hub's troubles.
+var ErrInvalid = errors.New("invalid input")
+
+// inputError is an error about invalid input: it matches ErrInvalid.
+type inputError string
+
+func (e inputError) Error() string { return string(e) }
+
+func (inputError) Is(target error) bool { return target == ErrInvalid }
+
+// InputError returns an error with message msg that matches ErrInvalid.
+func InputError(msg string) error { return inputError(msg) }
+
+// Errors returned for invalid messages and subscriptions. All but
+// ErrClosed match ErrInvalid.
 var (
-	ErrTopicEmpty    = errors.New("topic is empty")
-	ErrTopicTooLong  = fmt.Errorf("topic is longer than %d bytes", MaxTopicLen)
-	ErrTopicUTF8     = errors.New("topic is not valid UTF-8")
-	ErrTopicChar     = errors.New("topic contains a space or control character")
-	ErrEventInvalid  = errors.New("event type contains CR, LF or NUL, is not valid UTF-8, or is too long")
-	ErrEventReserved = fmt.Errorf("event types starting with %q are reserved", ReservedEventPrefix)
-	ErrTooLarge      = errors.New("message is larger than max_message_size")
+	ErrTopicEmpty    = InputError("topic is empty")
+	ErrTopicTooLong  = InputError(fmt.Sprintf("topic is longer than %d bytes", MaxTopicLen))
+	ErrTopicUTF8     = InputError("topic is not valid UTF-8")
+	ErrTopicChar     = InputError("topic contains a space, control or invisible (Unicode format) character")
+	ErrTopicSegment  = InputError("topic has an empty, '.' or '..' segment")
+	ErrEventInvalid  = InputError("event type contains CR, LF or NUL, is not valid UTF-8, or is too long")
+	ErrEventReserved = InputError(fmt.Sprintf("event types starting with %q are reserved", ReservedEventPrefix))
+	ErrTooLarge      = InputError("message is larger than max_message_size")
 	ErrClosed        = errors.New("hub is closed")
 )
 
-// ValidTopic reports why topic is not a valid topic name, or nil.
+// ValidTopic reports why topic is not a valid topic name, or nil: a topic
+// is 1 to MaxTopicLen bytes of valid UTF-8, holds no whitespace, control
+// or Unicode format (Cf) character, and none of its `/`-separated
+// segments is empty, `.` or `..`, so that no path cleaning can turn one
+// topic into another.
 func ValidTopic(topic string) error {
 	if topic == "" {
 		return ErrTopicEmpty
@@ -114,8 +135,13 @@ func ValidTopic(topic string) error {
 		return ErrTopicUTF8
 	}
 	for _, r := range topic {
-		if unicode.IsControl(r) || unicode.IsSpace(r) {
+		if unicode.IsControl(r) || unicode.IsSpace(r) || unicode.Is(unicode.Cf, r) {
 			return ErrTopicChar
+		}
+	}
+	for seg := range strings.SplitSeq(topic, "/") {
+		if seg == "" || seg == "." || seg == ".." {
+			return ErrTopicSegment
 		}
 	}
 	return nil
