@@ -8,6 +8,9 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
+	"path"
+	"strconv"
 	"strings"
 	"time"
 
@@ -20,15 +23,21 @@ func init() {
 	caddy.RegisterModule(AdminAPI{})
 }
 
-// MaxBatch is the most messages one POST /push/publish may hold.
-const MaxBatch = 1000
+// MaxPublishBatch is the most messages one POST /push/publish may hold.
+const MaxPublishBatch = 1000
+
+// Paging of GET /push/topics.
+const (
+	DefaultTopicsLimit = 1000
+	MaxTopicsLimit     = 10000
+)
 
 // AdminAPI is the `admin.api.push` module: publish and inspect through
 // Caddy's admin endpoint.
 //
 //	POST /push/topics/<topic>   publish the raw body (?event=<type>)
 //	POST /push/publish          publish JSON: one message or an array
-//	GET  /push/topics           every live topic
+//	GET  /push/topics           live topics, sorted (?limit=&after=)
 //	GET  /push/topics/<topic>   one topic
 //	GET  /push/stats            hub totals
 type AdminAPI struct{}
@@ -51,6 +60,9 @@ func (AdminAPI) serve(w http.ResponseWriter, r *http.Request) error {
 	if app == nil {
 		return apiError(http.StatusServiceUnavailable, errors.New("push app is not running"))
 	}
+	if err := cleanedByRedirect(r); err != nil {
+		return apiError(http.StatusBadRequest, err)
+	}
 	h := app.hub
 	pub := publisher{hub: h}
 	path := strings.TrimPrefix(r.URL.Path, "/push/")
@@ -69,13 +81,13 @@ func (AdminAPI) serve(w http.ResponseWriter, r *http.Request) error {
 		if r.Method != http.MethodGet {
 			return methodNotAllowed(w, http.MethodGet)
 		}
-		return writeJSON(w, h.Topics())
+		return listTopics(w, r, h)
 	case strings.HasPrefix(path, "topics/"):
 		topic := strings.TrimPrefix(path, "topics/")
 		switch r.Method {
 		case http.MethodGet:
 			if topic == "" {
-				return writeJSON(w, h.Topics())
+				return listTopics(w, r, h)
 			}
 			info, ok := h.Topic(topic)
 			if !ok {
@@ -90,6 +102,52 @@ func (AdminAPI) serve(w http.ResponseWriter, r *http.Request) error {
 	default:
 		return apiError(http.StatusNotFound, fmt.Errorf("no such push endpoint: %s", r.URL.Path))
 	}
+}
+
+// cleanedByRedirect reports a request that Caddy's admin router redirected
+// from a path it cleaned: the router answers a path with an empty, `.` or
+// `..` segment with a 307 to the cleaned path before any admin module
+// sees it, and a client that follows the redirect would publish to a
+// topic it never named (`chat//lobby` to `chat/lobby`, or
+// `topics/x/../../publish` to the JSON route). The only trace the
+// redirected request carries is the Referer that some clients (Go's
+// net/http among them) set to the URL they were redirected from.
+func cleanedByRedirect(r *http.Request) error {
+	ref := r.Header.Get("Referer")
+	if ref == "" {
+		return nil
+	}
+	u, err := url.Parse(ref)
+	if err != nil || u.Host != r.Host {
+		return nil
+	}
+	from := u.EscapedPath()
+	if !strings.HasPrefix(from, "/push/") || from == r.URL.EscapedPath() {
+		return nil
+	}
+	cleaned := path.Clean(from)
+	if strings.HasSuffix(from, "/") && cleaned != "/" {
+		cleaned += "/"
+	}
+	if cleaned != r.URL.EscapedPath() {
+		return nil
+	}
+	return fmt.Errorf("redirected from %s, whose path has an empty, '.' or '..' segment: topics may not have one", from)
+}
+
+// listTopics answers GET /push/topics: at most ?limit= live topics
+// (default DefaultTopicsLimit), sorted, after the topic ?after=.
+func listTopics(w http.ResponseWriter, r *http.Request, h *hub.Hub) error {
+	q := r.URL.Query()
+	limit := DefaultTopicsLimit
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > MaxTopicsLimit {
+			return apiError(http.StatusBadRequest, fmt.Errorf("limit %q: must be a whole number from 1 to %d", v, MaxTopicsLimit))
+		}
+		limit = n
+	}
+	return writeJSON(w, h.TopicsAfter(q.Get("after"), limit))
 }
 
 type idResponse struct {
@@ -206,6 +264,9 @@ func publishJSON(w http.ResponseWriter, r *http.Request, p publisher) error {
 	if int64(len(body)) > limit {
 		return apiError(http.StatusRequestEntityTooLarge, fmt.Errorf("body is larger than %d bytes", limit))
 	}
+	if err := hub.CheckJSONText(body); err != nil {
+		return apiError(http.StatusBadRequest, err)
+	}
 	body = bytes.TrimSpace(body)
 	batch := len(body) > 0 && body[0] == '['
 	var reqs []publishRequest
@@ -221,8 +282,8 @@ func publishJSON(w http.ResponseWriter, r *http.Request, p publisher) error {
 	switch {
 	case len(reqs) == 0:
 		return apiError(http.StatusBadRequest, errors.New("empty batch"))
-	case len(reqs) > MaxBatch:
-		return apiError(http.StatusRequestEntityTooLarge, fmt.Errorf("batch holds %d messages, more than %d", len(reqs), MaxBatch))
+	case len(reqs) > MaxPublishBatch:
+		return apiError(http.StatusRequestEntityTooLarge, fmt.Errorf("batch holds %d messages, more than %d", len(reqs), MaxPublishBatch))
 	}
 	msgs := make([]*hub.Message, len(reqs))
 	for i, req := range reqs {
@@ -279,23 +340,11 @@ func publishError(err error) error {
 		return apiError(http.StatusRequestEntityTooLarge, err)
 	case errors.Is(err, hub.ErrClosed):
 		return apiError(http.StatusServiceUnavailable, err)
-	case isInputError(err):
+	case errors.Is(err, hub.ErrInvalid):
 		return apiError(http.StatusBadRequest, err)
 	default:
-		return apiError(http.StatusServiceUnavailable, fmt.Errorf("broker: %v", err))
+		return apiError(http.StatusServiceUnavailable, fmt.Errorf("broker: %w", err))
 	}
-}
-
-func isInputError(err error) bool {
-	for _, e := range []error{
-		hub.ErrTopicEmpty, hub.ErrTopicTooLong, hub.ErrTopicUTF8, hub.ErrTopicChar,
-		hub.ErrEventInvalid, hub.ErrEventReserved,
-	} {
-		if errors.Is(err, e) {
-			return true
-		}
-	}
-	return false
 }
 
 func apiError(status int, err error) error {

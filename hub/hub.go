@@ -536,20 +536,6 @@ func (h *Hub) infoLocked(t *topic) TopicInfo {
 	return ti
 }
 
-// Topics lists every live topic (one with subscribers or retained
-// messages), sorted by name.
-func (h *Hub) Topics() []TopicInfo {
-	h.mu.Lock()
-	h.trimLocked(h.cfg.Load(), time.Now())
-	list := make([]TopicInfo, 0, len(h.topics))
-	for _, t := range h.topics {
-		list = append(list, h.infoLocked(t))
-	}
-	h.mu.Unlock()
-	slices.SortFunc(list, func(a, b TopicInfo) int { return cmp.Compare(a.Topic, b.Topic) })
-	return list
-}
-
 // Topic describes one topic, if it is live.
 func (h *Hub) Topic(name string) (TopicInfo, bool) {
 	h.mu.Lock()
