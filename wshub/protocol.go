@@ -75,6 +75,15 @@ func (e *FrameError) Unwrap() error { return e.Err }
 // DecodeFrame parses and checks one client text frame. maxTopics bounds
 // the topics of one frame. The error is a *FrameError.
 func DecodeFrame(b []byte, maxTopics int) (*Frame, error) {
+	// encoding/json would replace invalid UTF-8 and lone surrogate
+	// escapes with U+FFFD: refuse them instead.
+	if err := hub.CheckJSONText(b); err != nil {
+		var ref json.RawMessage
+		if !errors.Is(err, hub.ErrJSONUTF8) {
+			ref = readRef(b)
+		}
+		return nil, &FrameError{Ref: ref, Err: err}
+	}
 	var w wireFrame
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
@@ -88,11 +97,7 @@ func DecodeFrame(b []byte, maxTopics int) (*Frame, error) {
 	}
 	if err != nil {
 		// Still answer with the ref if the frame has a readable one.
-		var r struct {
-			Ref json.RawMessage `json:"ref"`
-		}
-		_ = json.Unmarshal(b, &r)
-		return nil, &FrameError{Ref: validRef(r.Ref), Err: fmt.Errorf("malformed frame: %v", err)}
+		return nil, &FrameError{Ref: readRef(b), Err: fmt.Errorf("malformed frame: %v", err)}
 	}
 	f := &Frame{Type: w.Type, Ref: validRef(w.Ref)}
 	fail := func(format string, args ...any) (*Frame, error) {
@@ -153,6 +158,16 @@ func DecodeFrame(b []byte, maxTopics int) (*Frame, error) {
 		return fail("unknown frame type %q", w.Type)
 	}
 	return f, nil
+}
+
+// readRef returns the ref of a frame that could not be decoded, if it
+// has one that can be echoed.
+func readRef(b []byte) json.RawMessage {
+	var r struct {
+		Ref json.RawMessage `json:"ref"`
+	}
+	_ = json.Unmarshal(b, &r)
+	return validRef(r.Ref)
 }
 
 // validRef returns ref if it is a JSON number or string short enough to

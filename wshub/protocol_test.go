@@ -34,6 +34,16 @@ func TestDecodeFrame(t *testing.T) {
 		{`{"type":"x","ref":"` + strings.Repeat("r", 200) + `"}`, "ref must be", ""},
 		{`{"type":1,"ref":4}`, "malformed", "4"},
 		{`[]`, "malformed", ""},
+		// Never silently changed: invalid UTF-8 and lone surrogates.
+		{"{\"type\":\"publish\",\"topic\":\"a\",\"data\":\"\xff\",\"ref\":5}", "UTF-8", ""},
+		{"{\"type\":\"subscribe\",\"topics\":[\"a\xc3\"]}", "UTF-8", ""},
+		{`{"type":"publish","topic":"a","data":"\ud800","ref":6}`, "surrogate", "6"},
+		{`{"type":"publish","topic":"a\udfff","data":"x"}`, "surrogate", ""},
+		{`{"type":"subscribe","topics":["a"],"last_event_id":"\udbff","ref":"r"}`, "surrogate", `"r"`},
+		{`{"type":"publish","topic":"a","data":"\ud83d\ude00"}`, "", ""},
+		// Topic rules: look-alikes and segments a path cleaner changes.
+		{`{"type":"subscribe","topics":["news\u200b"]}`, "invisible", ""},
+		{`{"type":"publish","topic":"chat/../admin","data":"x"}`, "segment", ""},
 		{``, "malformed", ""},
 	} {
 		f, err := DecodeFrame([]byte(tt.in), 2)
