@@ -54,9 +54,6 @@ func (SSE) CaddyModule() caddy.ModuleInfo {
 func (h *SSE) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
 	h.streams = new(streamSet)
-	if !h.hasTopics() {
-		return errors.New("no topic and no subscribe: subscribers would get nothing")
-	}
 	if err := h.Subscriber.provision(); err != nil {
 		return err
 	}
@@ -78,6 +75,12 @@ func (h *SSE) Provision(ctx caddy.Context) error {
 
 // Validate checks the configuration.
 func (h *SSE) Validate() error {
+	if !h.hasTopics() {
+		return errors.New("no topic and no subscribe: subscribers would get nothing")
+	}
+	if err := h.Subscriber.validate(); err != nil {
+		return err
+	}
 	if h.Heartbeat != nil && *h.Heartbeat < 0 {
 		return errors.New("heartbeat must not be negative")
 	}
@@ -103,13 +106,13 @@ func (h *SSE) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Hand
 		w.Header().Set("Allow", "GET, HEAD")
 		return caddyhttp.Error(http.StatusMethodNotAllowed, fmt.Errorf("method %s not allowed for an event stream", r.Method))
 	}
-	topics, err := h.requestTopics(r, false)
+	topics, _, err := h.requestTopics(r, false)
 	if err != nil {
-		return err
+		return refuse(w, r, h.logger, err)
 	}
 	last, err := lastEventID(r)
 	if err != nil {
-		return err
+		return refuse(w, r, h.logger, err)
 	}
 	if r.Method == http.MethodHead {
 		sse.Headers(w.Header())

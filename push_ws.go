@@ -33,7 +33,8 @@ type WS struct {
 	Subscriber
 
 	// Patterns of the topics a client may publish to with a publish
-	// frame. Default: none.
+	// frame; placeholders are expanded per request, as in subscribe.
+	// Default: none.
 	Publish []string `json:"publish,omitempty"`
 
 	// Origin headers allowed to open a connection, as scheme://host[:port];
@@ -57,7 +58,7 @@ type WS struct {
 	hub       *hub.Hub
 	logger    *zap.Logger
 	streams   *streamSet
-	publish   patterns
+	publish   patternSet
 	origins   []string // normalized
 	anyOrigin bool
 	opts      wshub.Options
@@ -78,14 +79,11 @@ func (WS) CaddyModule() caddy.ModuleInfo {
 func (h *WS) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
 	h.streams = new(streamSet)
-	if !h.hasTopics() && len(h.Publish) == 0 {
-		return errors.New("no topic, subscribe or publish: the connection could do nothing")
-	}
 	if err := h.Subscriber.provision(); err != nil {
 		return err
 	}
 	var err error
-	if h.publish, err = parsePatterns(h.Publish); err != nil {
+	if h.publish, err = newPatternSet(h.Publish); err != nil {
 		return err
 	}
 	if err := h.provisionOrigins(); err != nil {
@@ -98,7 +96,6 @@ func (h *WS) Provision(ctx caddy.Context) error {
 		Ping:           DefaultHeartbeat,
 		MaxMessageSize: h.MaxMessageSize,
 		MaxTopics:      MaxTopicsPerConnection,
-		CanPublish:     h.publish.match,
 		Publish:        h.publishMessage,
 		Logger:         h.logger,
 	}
@@ -116,20 +113,40 @@ func (h *WS) Provision(ctx caddy.Context) error {
 
 // Validate checks the configuration.
 func (h *WS) Validate() error {
+	if !h.hasTopics() && len(h.Publish) == 0 {
+		return errors.New("no topic, subscribe or publish: the connection could do nothing")
+	}
+	if err := h.Subscriber.validate(); err != nil {
+		return err
+	}
+	for _, p := range h.Publish {
+		if err := checkPattern(p); err != nil {
+			return fmt.Errorf("publish: %v", err)
+		}
+	}
 	switch {
 	case h.Ping != nil && *h.Ping < 0:
 		return errors.New("ping must not be negative")
 	case h.MaxMessageSize < 0:
 		return errors.New("max_message_size must not be negative")
-	case h.Format != "" && h.Format != "json" && h.Format != "raw":
-		return fmt.Errorf("format %q: must be json or raw", h.Format)
 	case h.Format == "raw" && len(h.Publish) > 0:
 		return errors.New("publish needs format json: format raw ignores client frames")
+	}
+	if err := checkFormat(h.Format); err != nil {
+		return err
 	}
 	for _, o := range h.Origins {
 		if err := checkOrigin(o); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// checkFormat reports why f cannot be a format, or nil.
+func checkFormat(f string) error {
+	if f != "" && f != "json" && f != "raw" {
+		return fmt.Errorf("format must be json or raw, not %q", f)
 	}
 	return nil
 }
@@ -301,14 +318,15 @@ func (h *WS) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handl
 	}
 	// In format raw the client cannot subscribe with frames: it needs a
 	// topic from the start.
-	topics, err := h.requestTopics(r, h.opts.Format == wshub.JSON)
+	topics, canSubscribe, err := h.requestTopics(r, h.opts.Format == wshub.JSON)
 	if err != nil {
-		return err
+		return refuse(w, r, h.logger, err)
 	}
 	last, err := lastEventID(r)
 	if err != nil {
-		return err
+		return refuse(w, r, h.logger, err)
 	}
+	canPublish := h.publish.forRequest(r)
 
 	info := newStreamInfo(r, topics)
 	var sess atomic.Pointer[wshub.Session]
@@ -345,7 +363,8 @@ func (h *WS) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handl
 		defer end()
 		opts := h.opts
 		// A client may come back to a topic it was given and left.
-		opts.CanSubscribe = func(t string) bool { return slices.Contains(topics, t) || h.allowed(t) }
+		opts.CanSubscribe = func(t string) bool { return slices.Contains(topics, t) || canSubscribe.match(t) }
+		opts.CanPublish = canPublish.match
 		s := wshub.NewSession(c, sub, opts)
 		sess.Store(s)
 		err := s.Serve(start, last)

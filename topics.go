@@ -3,8 +3,12 @@ package push
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
+	"slices"
 	"strings"
+
+	"go.uber.org/zap"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -28,37 +32,59 @@ type Subscriber struct {
 
 	// Patterns of the topics a client may add with `?topic=`. `*` matches
 	// within one `/`-separated segment, `**` any number of segments.
-	// Default: none.
+	// Placeholders are expanded per request, e.g.
+	// `user/{http.auth.user.id}/*`; a pattern with an unset one allows
+	// nothing. Default: none.
 	Subscribe []string `json:"subscribe,omitempty"`
 
-	patterns patterns
+	subscribe patternSet
 }
 
 func (s *Subscriber) provision() error {
+	var err error
+	s.subscribe, err = newPatternSet(s.Subscribe)
+	return err
+}
+
+// validate checks the topics and patterns.
+func (s *Subscriber) validate() error {
 	for _, t := range s.Topics {
-		if !strings.Contains(t, "{") {
-			if err := hub.ValidTopic(t); err != nil {
-				return fmt.Errorf("topic %q: %v", t, err)
-			}
+		if err := checkTemplate(t); err != nil {
+			return err
 		}
 	}
-	var err error
-	s.patterns, err = parsePatterns(s.Subscribe)
-	return err
+	for _, p := range s.Subscribe {
+		if err := checkPattern(p); err != nil {
+			return fmt.Errorf("subscribe: %v", err)
+		}
+	}
+	return nil
+}
+
+// checkTemplate reports why t cannot be a topic template, or nil: one
+// without placeholders must be a valid topic; one with placeholders is
+// checked once expanded.
+func checkTemplate(t string) error {
+	if strings.Contains(t, "{") {
+		return nil
+	}
+	if err := hub.ValidTopic(t); err != nil {
+		return fmt.Errorf("topic %q: %v", t, err)
+	}
+	return nil
 }
 
 // hasTopics reports whether a connection can get any topic at all.
 func (s *Subscriber) hasTopics() bool { return len(s.Topics) > 0 || len(s.Subscribe) > 0 }
 
-// allowed reports whether a client may add topic.
-func (s *Subscriber) allowed(topic string) bool { return s.patterns.match(topic) }
-
 // requestTopics returns the topics of one request: the route's topic
 // templates expanded, then those the client asked for with ?topic=,
-// without duplicates. The error is a caddyhttp.HandlerError with the
-// status to answer.
-func (s *Subscriber) requestTopics(r *http.Request, allowNone bool) ([]string, error) {
-	repl, _ := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+// without duplicates; and the subscribe patterns of the request, for
+// topics it may add later. The error is a caddyhttp.HandlerError with
+// the status to answer.
+func (s *Subscriber) requestTopics(r *http.Request, allowNone bool) ([]string, patterns, error) {
+	repl := requestReplacer(r)
+	allowed := s.subscribe.forRequest(r)
 	topics := make([]string, 0, len(s.Topics)+1)
 	seen := make(map[string]struct{}, len(s.Topics)+1)
 	add := func(t string) error {
@@ -84,35 +110,35 @@ func (s *Subscriber) requestTopics(r *http.Request, allowNone bool) ([]string, e
 				return val, nil
 			})
 			if err != nil {
-				return nil, caddyhttp.Error(http.StatusBadRequest, fmt.Errorf("topic template %q: %v", tpl, err))
+				return nil, nil, caddyhttp.Error(http.StatusBadRequest, fmt.Errorf("topic template %q: %v", tpl, err))
 			}
 		}
 		if err := hub.ValidTopic(t); err != nil {
-			return nil, caddyhttp.Error(http.StatusBadRequest,
+			return nil, nil, caddyhttp.Error(http.StatusBadRequest,
 				fmt.Errorf("topic template %q expanded to %q: %v", tpl, t, err))
 		}
 		if err := add(t); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
 	for _, t := range r.URL.Query()["topic"] {
 		if err := hub.ValidTopic(t); err != nil {
-			return nil, caddyhttp.Error(http.StatusBadRequest, fmt.Errorf("topic %q: %v", t, err))
+			return nil, nil, caddyhttp.Error(http.StatusBadRequest, fmt.Errorf("topic %q: %v", t, err))
 		}
 		if _, ok := seen[t]; ok {
 			continue
 		}
-		if !s.allowed(t) {
-			return nil, caddyhttp.Error(http.StatusForbidden, fmt.Errorf("topic %q may not be subscribed to here", t))
+		if !allowed.match(t) {
+			return nil, nil, caddyhttp.Error(http.StatusForbidden, fmt.Errorf("topic %q may not be subscribed to here", t))
 		}
 		if err := add(t); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
 	if len(topics) == 0 && !allowNone {
-		return nil, caddyhttp.Error(http.StatusBadRequest, errors.New("no topic: name one with ?topic="))
+		return nil, nil, caddyhttp.Error(http.StatusBadRequest, errors.New("no topic: name one with ?topic="))
 	}
-	return topics, nil
+	return topics, allowed, nil
 }
 
 // lastEventID returns the cursor a request resumes from: the
@@ -155,20 +181,95 @@ func checkPattern(p string) error {
 	return err
 }
 
-// patterns is a list of patterns, any of which may match.
-type patterns []pattern
+// patternSet is a list of subscribe or publish patterns as configured:
+// those without placeholders are compiled once, those with placeholders
+// are expanded for each request, as topic templates are.
+type patternSet struct {
+	static  patterns
+	dynamic []string
+}
 
-func parsePatterns(ps []string) (patterns, error) {
-	var out patterns
+// newPatternSet compiles ps.
+func newPatternSet(ps []string) (patternSet, error) {
+	var set patternSet
 	for _, p := range ps {
 		pat, err := parsePattern(p)
 		if err != nil {
-			return nil, err
+			return patternSet{}, err
 		}
-		out = append(out, pat)
+		if strings.Contains(p, "{") {
+			set.dynamic = append(set.dynamic, p)
+		} else {
+			set.static = append(set.static, pat)
+		}
 	}
-	return out, nil
+	return set, nil
 }
+
+// forRequest returns the patterns that apply to r: placeholders are
+// expanded with r's values. A pattern with a placeholder that is unset or
+// empty, or whose value holds `*`, allows nothing: a value is never a
+// wildcard.
+func (ps patternSet) forRequest(r *http.Request) patterns {
+	if len(ps.dynamic) == 0 {
+		return ps.static
+	}
+	repl := requestReplacer(r)
+	out := slices.Clip(ps.static)
+	for _, p := range ps.dynamic {
+		if repl == nil {
+			continue
+		}
+		expanded, err := repl.ReplaceFunc(p, func(_ string, val any) (any, error) {
+			v := ""
+			if val != nil {
+				v = fmt.Sprint(val)
+			}
+			if v == "" || strings.Contains(v, "*") {
+				return nil, errUnusable
+			}
+			return v, nil
+		})
+		if err != nil {
+			continue
+		}
+		if pat, err := parsePattern(expanded); err == nil {
+			out = append(out, pat)
+		}
+	}
+	return out
+}
+
+// errUnusable marks a placeholder value that a pattern cannot use.
+var errUnusable = errors.New("unusable placeholder value")
+
+// requestReplacer returns the replacer of r, if Caddy gave it one.
+func requestReplacer(r *http.Request) *caddy.Replacer {
+	repl, _ := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+	return repl
+}
+
+// refuse answers a request that cannot subscribe with its status and a
+// one-line reason, and logs it at DEBUG. err is a caddyhttp.HandlerError
+// from requestTopics or lastEventID; any other error is returned as is.
+func refuse(w http.ResponseWriter, r *http.Request, logger *zap.Logger, err error) error {
+	var he caddyhttp.HandlerError
+	if !errors.As(err, &he) || he.StatusCode < 400 || he.StatusCode >= 500 {
+		return err
+	}
+	logger.Debug("subscription refused",
+		zap.Int("status", he.StatusCode),
+		zap.String("uri", r.RequestURI),
+		zap.Error(he.Err))
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(he.StatusCode)
+	_, _ = io.WriteString(w, strings.ReplaceAll(he.Err.Error(), "\n", " ")+"\n")
+	return nil
+}
+
+// patterns is a list of patterns, any of which may match.
+type patterns []pattern
 
 // match reports whether any of ps matches topic.
 func (ps patterns) match(topic string) bool {

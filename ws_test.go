@@ -740,7 +740,7 @@ func TestWSFramesTakeEffectInOrder(t *testing.T) {
 // TestWSOriginMatching checks the handler's own Origin check: an
 // origin is scheme://host[:port] and nothing else, scheme compared.
 func TestWSOriginMatching(t *testing.T) {
-	h := &WS{Origins: []string{"https://App.Example.com:443", "http://localhost:8080", "https://[::1]:8443"}}
+	h := &WS{Subscriber: Subscriber{Topics: []string{"t"}}, Origins: []string{"https://App.Example.com:443", "http://localhost:8080", "https://[::1]:8443"}}
 	if err := h.Validate(); err != nil {
 		t.Fatal(err)
 	}
