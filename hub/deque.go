@@ -19,12 +19,24 @@ func (d *deque) pop() *Message {
 	d.head++
 	// Reclaim the consumed prefix once it is at least half the slice.
 	if d.head >= 32 && d.head*2 >= len(d.buf) {
-		n := copy(d.buf, d.buf[d.head:])
-		clear(d.buf[n:])
-		d.buf = d.buf[:n]
-		d.head = 0
+		d.reclaim(d.buf[d.head:])
+	} else if d.head == len(d.buf) && cap(d.buf) > 4 {
+		d.buf, d.head = nil, 0
 	}
 	return m
+}
+
+// reclaim makes live, the tail of d.buf, the whole deque, in a smaller
+// array if the present one is four times as large as needed.
+func (d *deque) reclaim(live []*Message) {
+	if cap(d.buf) >= 64 && len(live)*4 <= cap(d.buf) {
+		d.buf = append(make([]*Message, 0, 2*len(live)), live...)
+	} else {
+		n := copy(d.buf, live)
+		clear(d.buf[n:])
+		d.buf = d.buf[:n]
+	}
+	d.head = 0
 }
 
 // after returns the messages with Seq > seq, oldest first. The result
@@ -45,14 +57,11 @@ func (d *deque) after(seq uint64) []*Message {
 
 // compact drops entries that are no longer retained.
 func (d *deque) compact() {
-	n := 0
+	live := d.buf[d.head:d.head]
 	for _, m := range d.buf[d.head:] {
 		if m.retained {
-			d.buf[n] = m
-			n++
+			live = append(live, m)
 		}
 	}
-	clear(d.buf[n:])
-	d.buf = d.buf[:n]
-	d.head = 0
+	d.reclaim(live)
 }

@@ -4,10 +4,13 @@
 package hub
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"errors"
+	"maps"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -26,10 +29,6 @@ const (
 
 // EarliestID is the cursor that asks for everything retained.
 const EarliestID = "earliest"
-
-// maxTombstones bounds how many removed topics the hub remembers the last
-// sequence number of; see Hub.tombs.
-const maxTombstones = 100_000
 
 // Config holds the limits a hub enforces. Zero values take the defaults;
 // a negative History or HistoryTTL turns retention off.
@@ -94,14 +93,17 @@ type Hub struct {
 	// count cap stay until compacted.
 	fifo     deque
 	retained int
-	bytes    int64
+	bytes    int64        // retained messages and their topics
+	encBytes atomic.Int64 // encodings of retained messages
 	// tombs remembers, for topics removed once they had neither
-	// subscribers nor history, the last sequence number they had, so that
-	// a cursor older than it gets a reset. When full, entries are dropped
-	// and tombFloor rises to cover them: a topic unknown to the hub is
-	// treated as having lost everything up to tombFloor.
-	tombs     map[string]uint64
-	tombFloor uint64
+	// subscribers nor history, up to which sequence number they lost
+	// messages, so that a cursor older than that gets a reset.
+	tombs tombs
+	// topicsPeak and subsPeak are the largest sizes of topics and subs
+	// since they were last rebuilt: a Go map never shrinks, so a map much
+	// smaller than its peak is copied into a new one.
+	topicsPeak int
+	subsPeak   int
 
 	stop chan struct{}
 	done chan struct{}
@@ -115,13 +117,22 @@ type topic struct {
 	evicted uint64 // highest sequence number no longer retained
 }
 
+// unsubscribe removes s from t's subscribers; a topic without any holds
+// no map.
+func (t *topic) unsubscribe(s *Subscription) {
+	delete(t.subs, s)
+	if len(t.subs) == 0 {
+		t.subs = nil
+	}
+}
+
 // New starts a hub on broker b.
 func New(b Broker, cfg Config, logger *zap.Logger) (*Hub, error) {
 	h := &Hub{
 		broker: b,
 		topics: make(map[string]*topic),
 		subs:   make(map[*Subscription]struct{}),
-		tombs:  make(map[string]uint64),
+		tombs:  newTombs(),
 		stop:   make(chan struct{}),
 		done:   make(chan struct{}),
 	}
@@ -178,6 +189,10 @@ func (h *Hub) Publish(ctx context.Context, msgs ...*Message) ([]string, error) {
 		if err := h.Validate(m); err != nil {
 			return nil, err
 		}
+		// A payload read into a larger buffer would keep all of it.
+		if cap(m.Data)-len(m.Data) > 64+len(m.Data)/8 {
+			m.Data = bytes.Clone(m.Data)
+		}
 	}
 	if h.isClosed.Load() {
 		return nil, ErrClosed
@@ -215,13 +230,18 @@ func (h *Hub) deliver(msgs []*Message) {
 			m.Time = now
 		}
 		t := h.topicLocked(m.Topic)
+		m.Topic = t.name // one copy of the name for all its messages
 		t.last = m.Seq
 		if cfg.History > 0 && cfg.HistoryTTL > 0 {
 			m.retained = true
+			if t.hist.len() == 0 {
+				h.bytes += t.size()
+			}
 			t.hist.push(m)
 			h.fifo.push(m)
 			h.retained++
 			h.bytes += m.size()
+			m.countEncodings(&h.encBytes)
 			for t.hist.len() > cfg.History {
 				h.evictLocked(t.hist.pop())
 			}
@@ -253,14 +273,11 @@ func (h *Hub) topicLocked(name string) *topic {
 	if t, ok := h.topics[name]; ok {
 		return t
 	}
-	t := &topic{name: name, subs: make(map[*Subscription]struct{})}
-	if last, ok := h.tombs[name]; ok {
-		t.last, t.evicted = last, last
-		delete(h.tombs, name)
-	} else {
-		t.evicted = h.tombFloor
-	}
+	// A topic's name is the one copy of it that its messages share.
+	name = strings.Clone(name)
+	t := &topic{name: name, evicted: h.tombs.lost(name)}
 	h.topics[name] = t
+	h.topicsPeak = max(h.topicsPeak, len(h.topics))
 	return t
 }
 
@@ -274,38 +291,48 @@ func (h *Hub) dropTopicIfIdleLocked(t *topic) {
 		return
 	}
 	delete(h.topics, t.name)
-	if t.evicted <= h.tombFloor {
-		return
+	if t.evicted > 0 {
+		h.tombs.remember(t.name, t.evicted)
 	}
-	if len(h.tombs) >= maxTombstones {
-		for name, last := range h.tombs {
-			h.tombFloor = max(h.tombFloor, last)
-			delete(h.tombs, name)
-			if len(h.tombs) < maxTombstones*3/4 {
-				break
-			}
-		}
+	if shrinks(len(h.topics), h.topicsPeak) {
+		h.topics = maps.Collect(maps.All(h.topics))
+		h.topicsPeak = len(h.topics)
 	}
-	h.tombs[t.name] = t.evicted
 }
+
+// shrinks reports whether a map of n entries that held peak should be
+// copied into a smaller one: when it holds an eighth of its peak, so that
+// the copying costs at most a seventh of the removals that led to it.
+func shrinks(n, peak int) bool { return peak >= 4096 && n*8 <= peak }
 
 // evictLocked forgets m, which is the oldest message of its topic.
 func (h *Hub) evictLocked(m *Message) {
 	m.retained = false
 	h.retained--
 	h.bytes -= m.size()
+	m.uncountEncodings()
 	h.evicted.Add(1)
 	if t := h.topics[m.Topic]; t != nil {
 		t.evicted = max(t.evicted, m.Seq)
+		if t.hist.len() == 0 {
+			h.bytes -= t.size()
+		}
 	}
 }
+
+// retainedBytes is what the history costs, counted against
+// history_max_bytes.
+func (h *Hub) retainedBytes() int64 { return h.bytes + h.encBytes.Load() }
+
+// size is what a topic with history counts against history_max_bytes.
+func (t *topic) size() int64 { return int64(len(t.name)) + topicOverhead }
 
 // trimLocked enforces the TTL and total-bytes caps, oldest first.
 func (h *Hub) trimLocked(cfg *Config, now time.Time) {
 	cutoff := now.Add(-cfg.HistoryTTL)
 	for h.fifo.len() > 0 {
 		m := h.fifo.front()
-		if m.retained && h.bytes <= cfg.HistoryMaxBytes && m.Time.After(cutoff) {
+		if m.retained && h.retainedBytes() <= cfg.HistoryMaxBytes && m.Time.After(cutoff) {
 			break
 		}
 		h.fifo.pop()
@@ -402,6 +429,7 @@ func (h *Hub) Subscribe(topics []string, opts SubscribeOptions) (*Subscription, 
 	h.trimLocked(cfg, time.Now())
 	h.addTopicsLocked(s, topics)
 	h.subs[s] = struct{}{}
+	h.subsPeak = max(h.subsPeak, len(h.subs))
 	h.countSubscribedLocked(s)
 	return s, h.startLocked(s.topics, opts.LastEventID), nil
 }
@@ -447,11 +475,15 @@ func (h *Hub) endLocked(s *Subscription, err error) func() {
 	}
 	s.err = err
 	for _, t := range s.topics {
-		delete(t.subs, s)
+		t.unsubscribe(s)
 		h.dropTopicIfIdleLocked(t)
 	}
 	s.topics = nil
 	delete(h.subs, s)
+	if shrinks(len(h.subs), h.subsPeak) {
+		h.subs = maps.Collect(maps.All(h.subs))
+		h.subsPeak = len(h.subs)
+	}
 	h.countEndedLocked(s, err)
 	close(s.done)
 	if err == errUnsubscribed || s.onEnd == nil {
@@ -512,7 +544,7 @@ func (h *Hub) Stats() Stats {
 		Subscribers:   len(h.subs),
 		Topics:        len(h.topics),
 		Retained:      h.retained,
-		RetainedBytes: h.bytes,
+		RetainedBytes: h.retainedBytes(),
 	}
 	h.fillKindStatsLocked(&st)
 	h.mu.Unlock()
@@ -670,6 +702,9 @@ func (h *Hub) addTopicsLocked(s *Subscription, names []string) []*topic {
 		if _, dup := t.subs[s]; dup {
 			continue
 		}
+		if t.subs == nil {
+			t.subs = make(map[*Subscription]struct{})
+		}
 		t.subs[s] = struct{}{}
 		s.topics = append(s.topics, t)
 		added = append(added, t)
@@ -694,7 +729,7 @@ func (s *Subscription) Remove(topics []string) {
 		if _, sub := t.subs[s]; !sub {
 			continue
 		}
-		delete(t.subs, s)
+		t.unsubscribe(s)
 		s.topics = slices.DeleteFunc(s.topics, func(x *topic) bool { return x == t })
 		h.dropTopicIfIdleLocked(t)
 	}

@@ -105,16 +105,18 @@ func TestHistoryOff(t *testing.T) {
 }
 
 func TestHistoryBytesCapEvictsOldestOverall(t *testing.T) {
-	size := (&Message{Topic: "a", Data: make([]byte, 1000)}).size()
-	h := newHub(t, Config{HistoryMaxBytes: 3 * size})
+	size := (&Message{Topic: "a", Data: make([]byte, 1024)}).size()
+	// Three messages, and the two topics that hold them.
+	limit := 3*size + 2*(&topic{name: "a"}).size()
+	h := newHub(t, Config{HistoryMaxBytes: limit})
 	ids := []string{
-		pub(t, h, "a", strings.Repeat("x", 1000)),
-		pub(t, h, "b", strings.Repeat("x", 1000)),
-		pub(t, h, "a", strings.Repeat("x", 1000)),
-		pub(t, h, "b", strings.Repeat("x", 1000)),
+		pub(t, h, "a", strings.Repeat("x", 1024)),
+		pub(t, h, "b", strings.Repeat("x", 1024)),
+		pub(t, h, "a", strings.Repeat("x", 1024)),
+		pub(t, h, "b", strings.Repeat("x", 1024)),
 	}
 	st := h.Stats()
-	if st.Retained != 3 || st.RetainedBytes != 3*size || st.Evicted != 1 {
+	if st.Retained != 3 || st.RetainedBytes != limit || st.Evicted != 1 {
 		t.Fatalf("stats %+v", st)
 	}
 	_, s, _ := h.Subscribe([]string{"a", "b"}, SubscribeOptions{LastEventID: EarliestID})

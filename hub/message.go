@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -37,19 +38,66 @@ type Message struct {
 
 	id       string
 	retained bool
-	enc      [maxEncodings]encoding
+
+	// acctMu guards encBytes, the bytes of the encodings built for the
+	// message, and acct, the hub's count they are added to while the
+	// message is retained.
+	acctMu   sync.Mutex
+	encBytes int64
+	acct     *atomic.Int64
+
+	enc [maxEncodings]encoding
 }
 
 // ID returns the message's ID. It is set when the message is delivered.
 func (m *Message) ID() string { return m.id }
 
-// size is what the message counts against history_max_bytes.
+// size is what the message counts against history_max_bytes, besides its
+// encodings: its payload, its event type and its bookkeeping. Its topic's
+// name is shared with the topic, which counts it (topicOverhead).
 func (m *Message) size() int64 {
-	return int64(len(m.Data)+len(m.Topic)+len(m.Event)) + messageOverhead
+	return int64(cap(m.Data)+len(m.Event)) + messageOverhead
 }
 
-// messageOverhead approximates the bookkeeping of one retained message.
-const messageOverhead = 128
+// messageOverhead is what a retained message costs besides its payload:
+// the Message (288 bytes as allocated), its ID string, and its places in
+// the hub's and its topic's queues. Measured by TestMemoryHeldToCap.
+const messageOverhead = 352
+
+// topicOverhead is what a topic with history costs besides its name: the
+// topic, its entry in the hub's map, its history queue. Measured by
+// TestMemoryHeldToCap.
+const topicOverhead = 192
+
+// countEncodings starts adding the encodings of m, those built already
+// and those to come, to acct.
+func (m *Message) countEncodings(acct *atomic.Int64) {
+	m.acctMu.Lock()
+	m.acct = acct
+	acct.Add(m.encBytes)
+	m.acctMu.Unlock()
+}
+
+// uncountEncodings undoes countEncodings.
+func (m *Message) uncountEncodings() {
+	m.acctMu.Lock()
+	if m.acct != nil {
+		m.acct.Add(-m.encBytes)
+		m.acct = nil
+	}
+	m.acctMu.Unlock()
+}
+
+// encodedSize is how many bytes an encoding holds.
+func encodedSize(v any) int64 {
+	switch v := v.(type) {
+	case []byte:
+		return int64(cap(v))
+	case interface{ Size() int }:
+		return int64(v.Size())
+	}
+	return 0
+}
 
 // maxEncodings is how many transports can cache an encoding on a message.
 const maxEncodings = 4
@@ -83,10 +131,23 @@ func NewEncoding() Encoding {
 }
 
 // Encoded returns the encoding of m in slot e, calling build the first
-// time only. build must not retain m beyond its return.
+// time only. build must not retain m beyond its return. An encoding that
+// is a []byte, or has a Size() int method, counts against the history's
+// bytes while m is retained.
 func (m *Message) Encoded(e Encoding, build func(*Message) any) any {
 	slot := &m.enc[e]
-	slot.once.Do(func() { slot.v = build(m) })
+	slot.once.Do(func() {
+		slot.v = build(m)
+		// A retained message's encodings count against
+		// history_max_bytes like its payload.
+		n := encodedSize(slot.v)
+		m.acctMu.Lock()
+		m.encBytes += n
+		if m.acct != nil {
+			m.acct.Add(n)
+		}
+		m.acctMu.Unlock()
+	})
 	return slot.v
 }
 
