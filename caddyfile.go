@@ -2,6 +2,7 @@ package push
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -11,15 +12,13 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
-
-	"github.com/caddy-push/push/hub"
 )
 
 func init() {
 	httpcaddyfile.RegisterGlobalOption("push", parseGlobalOption)
-	httpcaddyfile.RegisterHandlerDirective("push_sse", parseSSE)
+	httpcaddyfile.RegisterDirective("push_sse", handlerDirective(func() handlerUnmarshaler { return new(SSE) }))
 	httpcaddyfile.RegisterDirectiveOrder("push_sse", httpcaddyfile.Before, "respond")
-	httpcaddyfile.RegisterHandlerDirective("push_ws", parseWS)
+	httpcaddyfile.RegisterDirective("push_ws", handlerDirective(func() handlerUnmarshaler { return new(WS) }))
 	httpcaddyfile.RegisterDirectiveOrder("push_ws", httpcaddyfile.Before, "respond")
 	httpcaddyfile.RegisterHandlerDirective("push_publish", parsePublish)
 	httpcaddyfile.RegisterDirectiveOrder("push_publish", httpcaddyfile.Before, "respond")
@@ -27,7 +26,59 @@ func init() {
 	httpcaddyfile.RegisterDirectiveOrder("push_client", httpcaddyfile.Before, "respond")
 }
 
-func parseGlobalOption(d *caddyfile.Dispenser, _ any) (any, error) {
+type handlerUnmarshaler interface {
+	caddyhttp.MiddlewareHandler
+	caddyfile.Unmarshaler
+	hasTopics() bool
+}
+
+// handlerDirective is httpcaddyfile.RegisterHandlerDirective, except that
+// a handler left with no topic after a path matcher is told that the path
+// was read as a matcher: `push_sse /events/ticker` names no topic.
+func handlerDirective(newHandler func() handlerUnmarshaler) httpcaddyfile.UnmarshalFunc {
+	return func(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue, error) {
+		if !h.Next() {
+			return nil, h.ArgErr()
+		}
+		dir := h.Val()
+		var path string
+		if h.NextArg() && strings.HasPrefix(h.Val(), "/") {
+			path = h.Val()
+		}
+		h.Reset()
+		h.Next()
+		matcherSet, err := h.ExtractMatcherSet()
+		if err != nil {
+			return nil, err
+		}
+		handler := newHandler()
+		if err := handler.UnmarshalCaddyfile(h.Dispenser); err != nil {
+			if path != "" && !handler.hasTopics() {
+				return nil, h.Errf("%s %s: %s is read as a path matcher, not a topic; name the topic after it (%s %s <topic>) or in a topic line",
+					dir, path, path, dir, path)
+			}
+			return nil, err
+		}
+		return h.NewRoute(matcherSet, handler), nil
+	}
+}
+
+// appOptions are the push app's options, which belong in the global
+// `push` block, not in a handler.
+var appOptions = []string{"history", "history_ttl", "history_max_bytes", "buffer", "broker"}
+
+// unknownOption is the error for an unknown handler option.
+func unknownOption(d *caddyfile.Dispenser, directive, opt string) error {
+	if slices.Contains(appOptions, opt) || (opt == "max_message_size" && directive == "push_sse") {
+		return d.Errf("%s is an option of the push app: put it in the global options block, as { push { %s ... } }", opt, opt)
+	}
+	return d.Errf("unrecognized %s option '%s'", directive, opt)
+}
+
+func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
+	if existing != nil {
+		return nil, d.Err("the push global option is given twice: put all its options in one block")
+	}
 	app := new(App)
 	if err := app.UnmarshalCaddyfile(d); err != nil {
 		return nil, err
@@ -114,12 +165,6 @@ func (*MemoryBroker) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	return nil
 }
 
-func parseSSE(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
-	s := new(SSE)
-	err := s.UnmarshalCaddyfile(h.Dispenser)
-	return s, err
-}
-
 // UnmarshalCaddyfile sets up the handler from Caddyfile tokens:
 //
 //	push_sse [<matcher>] [<topic...>] {
@@ -130,7 +175,9 @@ func parseSSE(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 //	}
 func (h *SSE) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // consume directive name
-	h.Topics = append(h.Topics, d.RemainingArgs()...)
+	if err := h.Subscriber.unmarshalInline(d); err != nil {
+		return err
+	}
 	for d.NextBlock(0) {
 		switch opt := d.Val(); opt {
 		case "topic", "subscribe":
@@ -151,16 +198,13 @@ func (h *SSE) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			h.Retry = caddy.Duration(dur)
 		default:
-			return d.Errf("unrecognized push_sse option '%s'", opt)
+			return unknownOption(d, "push_sse", opt)
 		}
 	}
-	return h.Subscriber.checkCaddyfile(d, "push_sse", false)
-}
-
-func parseWS(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
-	ws := new(WS)
-	err := ws.UnmarshalCaddyfile(h.Dispenser)
-	return ws, err
+	if err := h.Validate(); err != nil {
+		return d.Errf("push_sse: %v", err)
+	}
+	return nil
 }
 
 // UnmarshalCaddyfile sets up the handler from Caddyfile tokens:
@@ -176,7 +220,9 @@ func parseWS(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 //	}
 func (h *WS) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // consume directive name
-	h.Topics = append(h.Topics, d.RemainingArgs()...)
+	if err := h.Subscriber.unmarshalInline(d); err != nil {
+		return err
+	}
 	for d.NextBlock(0) {
 		switch opt := d.Val(); opt {
 		case "topic", "subscribe":
@@ -207,8 +253,8 @@ func (h *WS) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.ArgErr()
 			}
 			h.Format = d.Val()
-			if h.Format != "json" && h.Format != "raw" {
-				return d.Errf("format must be json or raw, not '%s'", h.Format)
+			if err := checkFormat(h.Format); err != nil {
+				return d.Err(err.Error())
 			}
 			if d.NextArg() {
 				return d.ArgErr()
@@ -220,13 +266,24 @@ func (h *WS) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			h.MaxMessageSize = size
 		default:
-			return d.Errf("unrecognized push_ws option '%s'", opt)
+			return unknownOption(d, "push_ws", opt)
 		}
 	}
-	if h.Format == "raw" && len(h.Publish) > 0 {
-		return d.Err("publish needs format json: format raw ignores client frames")
+	if err := h.Validate(); err != nil {
+		return d.Errf("push_ws: %v", err)
 	}
-	return h.Subscriber.checkCaddyfile(d, "push_ws", len(h.Publish) > 0)
+	return nil
+}
+
+// unmarshalInline reads the topics on the directive's line.
+func (s *Subscriber) unmarshalInline(d *caddyfile.Dispenser) error {
+	for d.NextArg() {
+		if err := checkTemplate(d.Val()); err != nil {
+			return d.Err(err.Error())
+		}
+		s.Topics = append(s.Topics, d.Val())
+	}
+	return nil
 }
 
 func parsePublish(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
@@ -296,8 +353,7 @@ func (c *Client) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 // unmarshalOption reads a `topic` or `subscribe` line.
 func (s *Subscriber) unmarshalOption(d *caddyfile.Dispenser) error {
 	if d.Val() == "topic" {
-		// Templates are checked once expanded, or in checkCaddyfile.
-		args, err := listArgs(d, func(string) error { return nil })
+		args, err := listArgs(d, checkTemplate)
 		s.Topics = append(s.Topics, args...)
 		return err
 	}
@@ -320,22 +376,6 @@ func listArgs(d *caddyfile.Dispenser, check func(string) error) ([]string, error
 		}
 	}
 	return args, nil
-}
-
-// checkCaddyfile reports, with the file and line, a handler that would
-// give subscribers nothing, or a topic that can never be valid.
-func (s *Subscriber) checkCaddyfile(d *caddyfile.Dispenser, directive string, allowNone bool) error {
-	if !s.hasTopics() && !allowNone {
-		return d.Errf("%s needs a topic or a subscribe pattern", directive)
-	}
-	for _, t := range s.Topics {
-		if !strings.Contains(t, "{") {
-			if err := hub.ValidTopic(t); err != nil {
-				return d.Errf("topic %q: %v", t, err)
-			}
-		}
-	}
-	return nil
 }
 
 func intArg(d *caddyfile.Dispenser, minimum int) (int, error) {
@@ -429,5 +469,6 @@ var (
 	_ caddyfile.Unmarshaler = (*SSE)(nil)
 	_ caddyfile.Unmarshaler = (*Publisher)(nil)
 	_ caddyfile.Unmarshaler = (*Client)(nil)
+	_ caddyfile.Unmarshaler = (*WS)(nil)
 	_ caddyfile.Unmarshaler = (*MemoryBroker)(nil)
 )

@@ -85,6 +85,15 @@ func TestCaddyfileErrorsNameFileAndLine(t *testing.T) {
 		{"bad count", "{\n\tpush {\n\t\tbuffer 0\n\t}\n}\n:80 {\n\tpush_sse news\n}", "Caddyfile:3"},
 		{"bad size", "{\n\tpush {\n\t\tmax_message_size lots\n\t}\n}\n:80 {\n\tpush_sse news\n}", "Caddyfile:3"},
 		{"unknown broker", "{\n\tpush {\n\t\tbroker carrier-pigeon\n\t}\n}\n:80 {\n\tpush_sse news\n}", "push.brokers.carrier-pigeon"},
+		{"two push blocks", "{\n\tpush {\n\t\thistory 5\n\t}\n\tpush {\n\t\tbuffer 9\n\t}\n}\n:80 {\n\tpush_sse news\n}", "given twice"},
+		{"history in a handler", ":80 {\n\tpush_sse news {\n\t\thistory 5\n\t}\n}", "history is an option of the push app: put it in the global options block"},
+		{"broker in a handler", ":80 {\n\tpush_ws news {\n\t\tbroker memory\n\t}\n}", "broker is an option of the push app"},
+		{"path read as matcher", ":80 {\n\tpush_sse /events/ticker\n}", "/events/ticker is read as a path matcher"},
+		{"path read as matcher, ws", ":80 {\n\tpush_ws /ws/ticker\n}", "/ws/ticker is read as a path matcher"},
+		{"inline topic with a dot segment", ":80 {\n\tpush_sse * chat/../x\n}", "Caddyfile:2"},
+		{"topic with an invisible character", ":80 {\n\tpush_sse {\n\t\ttopic news\u200b\n\t}\n}", "Caddyfile:3"},
+		{"bad publish pattern", ":80 {\n\tpush_ws {\n\t\tpublish a**\n\t}\n}", "Caddyfile:3"},
+		{"bad format", ":80 {\n\tpush_ws news {\n\t\tformat xml\n\t}\n}", "Caddyfile:3"},
 	} {
 		_, err := adapt(t, c.body)
 		if err == nil || !strings.Contains(err.Error(), c.want) {

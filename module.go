@@ -179,9 +179,6 @@ func (a *App) Cleanup() error {
 	return err
 }
 
-// Hub returns the app's hub.
-func (a *App) Hub() *hub.Hub { return a.hub }
-
 // appHub returns the hub of the push app of ctx's config, loading the
 // app with defaults if the config has none.
 func appHub(ctx caddy.Context) (*hub.Hub, error) {

@@ -486,7 +486,7 @@ func (h *Hub) endLocked(s *Subscription, err error) func() {
 	}
 	h.countEndedLocked(s, err)
 	close(s.done)
-	if err == errUnsubscribed || s.onEnd == nil {
+	if errors.Is(err, errUnsubscribed) || s.onEnd == nil {
 		return nil
 	}
 	return func() { s.onEnd(err) }
@@ -655,7 +655,7 @@ func (s *Subscription) Done() <-chan struct{} { return s.done }
 func (s *Subscription) Err() error {
 	s.hub.mu.Lock()
 	defer s.hub.mu.Unlock()
-	if s.err == errUnsubscribed {
+	if errors.Is(s.err, errUnsubscribed) {
 		return nil
 	}
 	return s.err

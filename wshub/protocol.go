@@ -89,7 +89,7 @@ func DecodeFrame(b []byte, maxTopics int) (*Frame, error) {
 	dec.DisallowUnknownFields()
 	err := dec.Decode(&w)
 	if err == nil {
-		if _, err = dec.Token(); err == io.EOF {
+		if _, err = dec.Token(); errors.Is(err, io.EOF) {
 			err = nil
 		} else if err == nil {
 			err = errors.New("data after the JSON object")
