@@ -45,8 +45,8 @@ const (
 	// average; FrameBurst how many at once.
 	FrameRate  = 100
 	FrameBurst = 200
-	// maxBatch bounds the frames written in one system call.
-	maxBatch = 256
+	// maxFramesPerWrite bounds the frames written in one system call.
+	maxFramesPerWrite = 256
 	// closeWait is how long a close handshake may take.
 	closeWait = time.Second
 	// publishTimeout bounds one publish of a client.
@@ -368,7 +368,7 @@ func (s *Session) begin(start hub.Start, last string, ack []byte) error {
 	for _, m := range replay {
 		s.frames = append(s.frames, s.enc(m))
 		pending++
-		if len(s.frames) >= maxBatch {
+		if len(s.frames) >= maxFramesPerWrite {
 			if err := s.flush(); err != nil {
 				return err
 			}
@@ -407,7 +407,7 @@ func (s *Session) wanted(m *hub.Message) bool {
 	return ok && m.Seq > since
 }
 
-// sendQueued writes everything queued, up to maxBatch frames a write.
+// sendQueued writes everything queued, up to maxFramesPerWrite frames a write.
 func (s *Session) sendQueued() error {
 	s.batch = s.sub.Take(s.batch)
 	s.lastBatch = len(s.batch)
@@ -420,7 +420,7 @@ func (s *Session) sendQueued() error {
 	}()
 	for i := 0; i < len(s.batch); {
 		n := 0
-		for ; i < len(s.batch) && len(s.frames) < maxBatch; i++ {
+		for ; i < len(s.batch) && len(s.frames) < maxFramesPerWrite; i++ {
 			if m := s.batch[i]; s.wanted(m) {
 				s.frames = append(s.frames, s.enc(m))
 				n++
