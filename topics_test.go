@@ -136,3 +136,47 @@ func TestRefusedSubscriptionSaysWhy(t *testing.T) {
 		}
 	}
 }
+
+// TestTemplateExpandingToAnInvalidTopic: a placeholder value that makes
+// a segment empty, `.` or `..`, or adds an invisible character, is a 400.
+func TestTemplateExpandingToAnInvalidTopic(t *testing.T) {
+	tc := startCaddy(t, "", `push_sse /events/* user/{http.request.header.X-User}/inbox`)
+	for _, user := range []string{"..", ".", "a//b", "a/../b", "bob\u200b"} {
+		req, _ := http.NewRequest(http.MethodGet, tc.url("/events/"), nil)
+		req.Header.Set("X-User", user)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest {
+			t.Errorf("X-User %q: %d, want 400", user, resp.StatusCode)
+		}
+	}
+}
+
+// TestValidateChecksTopicsAndPatterns: a JSON config gets the checks the
+// Caddyfile does.
+func TestValidateChecksTopicsAndPatterns(t *testing.T) {
+	for _, h := range []interface{ Validate() error }{
+		&SSE{Subscriber: Subscriber{Topics: []string{"chat//lobby"}}},
+		&SSE{Subscriber: Subscriber{Topics: []string{"news\u202e"}}},
+		&SSE{Subscriber: Subscriber{Subscribe: []string{"a**"}}},
+		&SSE{},
+		&WS{Subscriber: Subscriber{Topics: []string{"x/../y"}}},
+		&WS{Publish: []string{"a/b**"}},
+		&WS{Subscriber: Subscriber{Topics: []string{"news"}}, Format: "xml"},
+	} {
+		if err := h.Validate(); err == nil {
+			t.Errorf("%+v: valid", h)
+		}
+	}
+	for _, h := range []interface{ Validate() error }{
+		&SSE{Subscriber: Subscriber{Topics: []string{"user/{http.auth.user.id}"}, Subscribe: []string{"room/{http.auth.user.id}/*"}}},
+		&WS{Publish: []string{"room/*"}},
+	} {
+		if err := h.Validate(); err != nil {
+			t.Errorf("%+v: %v", h, err)
+		}
+	}
+}
