@@ -1,8 +1,13 @@
 package push
 
 import (
+	"context"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
+
+	"github.com/caddyserver/caddy/v2"
 
 	"github.com/caddy-push/push/hub"
 )
@@ -59,6 +64,32 @@ func FuzzPattern(f *testing.F) {
 		all, _ := parsePattern("**")
 		if !all.match(topic) {
 			t.Fatalf("** does not match %q", topic)
+		}
+	})
+}
+
+// FuzzPlaceholderPattern: a placeholder's value is literal in a pattern,
+// whatever it holds: user/{v}/* matches user/<v>/<one segment> and
+// nothing else.
+func FuzzPlaceholderPattern(f *testing.F) {
+	f.Add("alice", "user/alice/inbox")
+	f.Add("*", "user/x/inbox")
+	f.Add("a/**", "user/a/b/c/d")
+	f.Add("", "user//x")
+	set, err := newPatternSet([]string{"user/{v}/*"})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, value, topic string) {
+		repl := caddy.NewReplacer()
+		repl.Set("v", value)
+		r := httptest.NewRequest(http.MethodGet, "/", nil)
+		r = r.WithContext(context.WithValue(r.Context(), caddy.ReplacerCtxKey, repl))
+		got := set.forRequest(r).match(topic)
+		rest, ok := strings.CutPrefix(topic, "user/"+value+"/")
+		want := ok && value != "" && !strings.Contains(value, "*") && !strings.Contains(rest, "/")
+		if got != want {
+			t.Fatalf("value %q, topic %q: match %v, want %v", value, topic, got, want)
 		}
 	})
 }

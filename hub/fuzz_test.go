@@ -1,6 +1,10 @@
 package hub
 
-import "testing"
+import (
+	"path"
+	"testing"
+	"unicode"
+)
 
 func FuzzParseID(f *testing.F) {
 	for _, s := range []string{"", "-", "a-1", "a-b-2", "x-18446744073709551615", "x-18446744073709551616", "earliest"} {
@@ -22,12 +26,20 @@ func FuzzParseID(f *testing.F) {
 }
 
 func FuzzValidTopic(f *testing.F) {
-	for _, s := range []string{"", "a", "a b", "chat/lobby", "\x00", "é", "\u2028"} {
+	for _, s := range []string{"", "a", "a b", "chat/lobby", "\x00", "é", "\u2028", "a/./b", "a//b", "\u200b"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, topic string) {
-		if ValidTopic(topic) == nil && (topic == "" || len(topic) > MaxTopicLen) {
+		if ValidTopic(topic) != nil {
+			return
+		}
+		if topic == "" || len(topic) > MaxTopicLen || path.Clean("/"+topic) != "/"+topic {
 			t.Fatalf("%q accepted", topic)
+		}
+		for _, r := range topic {
+			if unicode.Is(unicode.Cf, r) || unicode.IsSpace(r) || unicode.IsControl(r) {
+				t.Fatalf("%q accepted with %U", topic, r)
+			}
 		}
 	})
 }
