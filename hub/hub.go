@@ -327,12 +327,22 @@ func (h *Hub) retainedBytes() int64 { return h.bytes + h.encBytes.Load() }
 // size is what a topic with history counts against history_max_bytes.
 func (t *topic) size() int64 { return int64(len(t.name)) + topicOverhead }
 
-// trimLocked enforces the TTL and total-bytes caps, oldest first.
-func (h *Hub) trimLocked(cfg *Config, now time.Time) {
+// trimChunk bounds the messages one call of trimLocked evicts, so that
+// history expiring all at once never holds the lock long: the janitor
+// goes on after letting others in, and every publish helps.
+const trimChunk = 1024
+
+// trimLocked enforces the TTL and total-bytes caps, oldest first, for up
+// to trimChunk messages. It reports whether more are due.
+func (h *Hub) trimLocked(cfg *Config, now time.Time) (more bool) {
 	cutoff := now.Add(-cfg.HistoryTTL)
-	for h.fifo.len() > 0 {
+	for n := 0; h.fifo.len() > 0; n++ {
 		m := h.fifo.front()
 		if m.retained && h.retainedBytes() <= cfg.HistoryMaxBytes && m.Time.After(cutoff) {
+			break
+		}
+		if n == trimChunk {
+			more = true
 			break
 		}
 		h.fifo.pop()
@@ -349,6 +359,7 @@ func (h *Hub) trimLocked(cfg *Config, now time.Time) {
 	if h.fifo.len() > 2*h.retained+1024 {
 		h.fifo.compact()
 	}
+	return more
 }
 
 // janitor expires history while no one publishes.
@@ -361,9 +372,11 @@ func (h *Hub) janitor() {
 		case <-h.stop:
 			return
 		case now := <-tick.C:
-			h.mu.Lock()
-			h.trimLocked(h.cfg.Load(), now)
-			h.mu.Unlock()
+			for more := true; more; {
+				h.mu.Lock()
+				more = h.trimLocked(h.cfg.Load(), now)
+				h.mu.Unlock()
+			}
 		}
 	}
 }

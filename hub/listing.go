@@ -3,8 +3,6 @@ package hub
 import (
 	"cmp"
 	"container/heap"
-	"iter"
-	"maps"
 	"slices"
 	"time"
 )
@@ -14,70 +12,71 @@ import (
 const listChunk = 1024
 
 // TopicsAfter lists at most limit live topics (with subscribers or
-// retained messages), sorted by name, whose names sort after after. It
-// takes the hub's lock for short stretches only: a topic created or
-// removed while it lists may or may not be in the list.
+// retained messages), sorted by name, whose names sort after after; fewer
+// than limit only when there are no more. It takes the hub's lock for
+// short stretches only: a topic created or removed while it lists may or
+// may not be in the list, and each is described as it was when seen.
 func (h *Hub) TopicsAfter(after string, limit int) []TopicInfo {
 	if limit <= 0 {
 		return nil
 	}
-	// The limit smallest names after after, in a max-heap.
-	var names nameHeap
+	// The limit first topics after after, as they were when seen, in a
+	// max-heap by name.
+	var page topicHeap
 	h.mu.Lock()
 	h.trimLocked(h.cfg.Load(), time.Now())
-	next, stop := iter.Pull2(maps.All(h.topics))
-	for done := false; !done; {
-		for range listChunk {
-			name, _, ok := next()
-			if !ok {
-				done = true
-				break
-			}
-			if name <= after {
-				continue
-			}
-			if len(names) < limit {
-				heap.Push(&names, name)
-			} else if name < names[0] {
-				names[0] = name
-				heap.Fix(&names, 0)
-			}
-		}
-		if !done {
-			// Let publishers in; the iteration goes on where it was.
+	n := 0
+	for name, t := range h.topics {
+		if n++; n%listChunk == 0 {
+			// Let publishers in. The iteration goes on where it was:
+			// the map may change meanwhile, as it may in a loop that
+			// changes it itself (a topic added or removed may or may
+			// not be seen), and the lock orders every change before
+			// the next step.
 			h.mu.Unlock()
 			h.mu.Lock()
 		}
+		if name <= after || (len(page) == limit && name >= page[0].name) {
+			continue
+		}
+		e := topicEntry{name: name, subs: len(t.subs), retained: t.hist.len(), last: t.last}
+		if len(page) < limit {
+			heap.Push(&page, e)
+		} else {
+			page[0] = e
+			heap.Fix(&page, 0)
+		}
 	}
-	stop()
 	h.mu.Unlock()
 
-	slices.Sort(names)
-	list := make([]TopicInfo, 0, len(names))
-	for i := 0; i < len(names); {
-		end := min(i+listChunk, len(names))
-		h.mu.Lock()
-		for _, name := range names[i:end] {
-			if t, ok := h.topics[name]; ok {
-				list = append(list, h.infoLocked(t))
-			}
+	slices.SortFunc(page, func(a, b topicEntry) int { return cmp.Compare(a.name, b.name) })
+	list := make([]TopicInfo, len(page))
+	for i, e := range page {
+		list[i] = TopicInfo{Topic: e.name, Subscribers: e.subs, Retained: e.retained}
+		if e.last > 0 {
+			list[i].LastID = formatID(h.epoch, e.last)
 		}
-		h.mu.Unlock()
-		i = end
 	}
 	return list
 }
 
-// nameHeap is a max-heap of topic names.
-type nameHeap []string
+// topicEntry is a topic as TopicsAfter saw it.
+type topicEntry struct {
+	name           string
+	subs, retained int
+	last           uint64
+}
 
-func (n nameHeap) Len() int           { return len(n) }
-func (n nameHeap) Less(i, j int) bool { return cmp.Less(n[j], n[i]) }
-func (n nameHeap) Swap(i, j int)      { n[i], n[j] = n[j], n[i] }
-func (n *nameHeap) Push(x any)        { *n = append(*n, x.(string)) }
-func (n *nameHeap) Pop() any {
-	old := *n
+// topicHeap is a max-heap of topics by name.
+type topicHeap []topicEntry
+
+func (p topicHeap) Len() int           { return len(p) }
+func (p topicHeap) Less(i, j int) bool { return p[i].name > p[j].name }
+func (p topicHeap) Swap(i, j int)      { p[i], p[j] = p[j], p[i] }
+func (p *topicHeap) Push(x any)        { *p = append(*p, x.(topicEntry)) }
+func (p *topicHeap) Pop() any {
+	old := *p
 	x := old[len(old)-1]
-	*n = old[:len(old)-1]
+	*p = old[:len(old)-1]
 	return x
 }
