@@ -39,12 +39,12 @@ type Message struct {
 	id       string
 	retained bool
 
-	// acctMu guards encBytes, the bytes of the encodings built for the
-	// message, and acct, the hub's count they are added to while the
-	// message is retained.
-	acctMu   sync.Mutex
-	encBytes int64
-	acct     *atomic.Int64
+	// acctMu guards built, a bit for each encoding slot whose encoding
+	// has been built, and acct, the hub's count that their sizes are
+	// added to while the message is retained.
+	built  uint8
+	acctMu sync.Mutex
+	acct   *atomic.Int64
 
 	enc [maxEncodings]encoding
 }
@@ -60,9 +60,9 @@ func (m *Message) size() int64 {
 }
 
 // messageOverhead is what a retained message costs besides its payload:
-// the Message (288 bytes as allocated), its ID string, and its places in
+// the Message (256 bytes), its ID string, and its places in
 // the hub's and its topic's queues. Measured by TestMemoryHeldToCap.
-const messageOverhead = 352
+const messageOverhead = 320
 
 // topicOverhead is what a topic with history costs besides its name: the
 // topic, its entry in the hub's map, its history queue. Measured by
@@ -74,7 +74,7 @@ const topicOverhead = 192
 func (m *Message) countEncodings(acct *atomic.Int64) {
 	m.acctMu.Lock()
 	m.acct = acct
-	acct.Add(m.encBytes)
+	acct.Add(m.builtBytesLocked())
 	m.acctMu.Unlock()
 }
 
@@ -82,10 +82,21 @@ func (m *Message) countEncodings(acct *atomic.Int64) {
 func (m *Message) uncountEncodings() {
 	m.acctMu.Lock()
 	if m.acct != nil {
-		m.acct.Add(-m.encBytes)
+		m.acct.Add(-m.builtBytesLocked())
 		m.acct = nil
 	}
 	m.acctMu.Unlock()
+}
+
+// builtBytesLocked is the size of the encodings built so far.
+func (m *Message) builtBytesLocked() int64 {
+	var n int64
+	for i := range m.enc {
+		if m.built&(1<<i) != 0 {
+			n += encodedSize(m.enc[i].v)
+		}
+	}
+	return n
 }
 
 // encodedSize is how many bytes an encoding holds.
@@ -140,11 +151,10 @@ func (m *Message) Encoded(e Encoding, build func(*Message) any) any {
 		slot.v = build(m)
 		// A retained message's encodings count against
 		// history_max_bytes like its payload.
-		n := encodedSize(slot.v)
 		m.acctMu.Lock()
-		m.encBytes += n
+		m.built |= 1 << e
 		if m.acct != nil {
-			m.acct.Add(n)
+			m.acct.Add(encodedSize(slot.v))
 		}
 		m.acctMu.Unlock()
 	})
