@@ -288,13 +288,16 @@ func FuzzPublishPlaceholder(f *testing.F) {
 	} {
 		f.Add(seed[0], seed[1])
 	}
-	p := &Publisher{dynamic: []string{"user/{http.request.header.X-User-Id}/*"}}
+	set, err := newPatternSet([]string{"user/{http.request.header.X-User-Id}/*"})
+	if err != nil {
+		f.Fatal(err)
+	}
 	f.Fuzz(func(t *testing.T, user, topic string) {
 		r := httptest.NewRequest(http.MethodPost, "/", nil)
 		r.Header["X-User-Id"] = []string{user}
 		repl := caddyhttp.NewTestReplacer(r)
 		r = r.WithContext(context.WithValue(r.Context(), caddy.ReplacerCtxKey, repl))
-		if !p.allowed(r, topic) {
+		if !set.forRequest(r).match(topic) {
 			return
 		}
 		rest, ok := strings.CutPrefix(topic, "user/"+user+"/")

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"strings"
 
 	"go.uber.org/zap"
 
@@ -42,8 +41,7 @@ type Publisher struct {
 
 	hub      *hub.Hub
 	logger   *zap.Logger
-	static   patterns // patterns without placeholders
-	dynamic  []string // patterns with placeholders, expanded per request
+	publish  patternSet
 	maxBytes int64
 }
 
@@ -58,69 +56,34 @@ func (Publisher) CaddyModule() caddy.ModuleInfo {
 // Provision sets up the handler.
 func (p *Publisher) Provision(ctx caddy.Context) error {
 	p.logger = ctx.Logger()
-	if len(p.Publish) == 0 {
-		return errors.New("no publish pattern: the route could publish nothing")
-	}
-	p.static, p.dynamic = nil, nil
-	for _, s := range p.Publish {
-		if err := checkPattern(s); err != nil {
-			return err
-		}
-		if strings.Contains(s, "{") {
-			p.dynamic = append(p.dynamic, s)
-			continue
-		}
-		pat, _ := parsePattern(s)
-		p.static = append(p.static, pat)
-	}
 	var err error
+	if p.publish, err = newPatternSet(p.Publish); err != nil {
+		return err
+	}
 	p.hub, err = appHub(ctx)
 	return err
 }
 
 // Validate checks the configuration.
 func (p *Publisher) Validate() error {
+	if len(p.Publish) == 0 {
+		return errors.New("no publish pattern: the route could publish nothing")
+	}
+	for _, s := range p.Publish {
+		if err := checkPattern(s); err != nil {
+			return fmt.Errorf("publish: %v", err)
+		}
+	}
 	if p.MaxMessageSize < 0 {
 		return errors.New("max_message_size must not be negative")
 	}
 	return nil
 }
 
-// allowed reports whether r may publish to topic.
-func (p *Publisher) allowed(r *http.Request, topic string) bool {
-	if p.static.match(topic) {
-		return true
-	}
-	if len(p.dynamic) == 0 {
-		return false
-	}
-	repl, _ := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
-	if repl == nil {
-		return false
-	}
-	for _, s := range p.dynamic {
-		expanded, err := repl.ReplaceFunc(s, func(name string, val any) (any, error) {
-			v := fmt.Sprint(val)
-			// A value must stay within one segment and be literal:
-			// anything else could widen the pattern.
-			if val == nil || v == "" || strings.ContainsAny(v, "/*") {
-				return nil, fmt.Errorf("placeholder {%s} is unset or not one literal segment", name)
-			}
-			return v, nil
-		})
-		if err != nil {
-			continue
-		}
-		if pat, err := parsePattern(expanded); err == nil && pat.match(topic) {
-			return true
-		}
-	}
-	return false
-}
-
 // ServeHTTP publishes the request's message or messages.
 func (p *Publisher) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
-	pub := publisher{hub: p.hub, allowed: p.allowed, maxSize: p.MaxMessageSize}
+	allowed := p.publish.forRequest(r)
+	pub := publisher{hub: p.hub, allowed: func(_ *http.Request, topic string) bool { return allowed.match(topic) }, maxSize: p.MaxMessageSize}
 	var err error
 	switch {
 	case r.Method != http.MethodPost:

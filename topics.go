@@ -33,8 +33,8 @@ type Subscriber struct {
 	// Patterns of the topics a client may add with `?topic=`. `*` matches
 	// within one `/`-separated segment, `**` any number of segments.
 	// Placeholders are expanded per request, e.g.
-	// `user/{http.auth.user.id}/*`; a pattern with an unset one allows
-	// nothing. Default: none.
+	// `user/{http.auth.user.id}/*`; one that is unset, empty, or holds a
+	// `/` or `*` makes that pattern allow nothing. Default: none.
 	Subscribe []string `json:"subscribe,omitempty"`
 
 	subscribe patternSet
@@ -208,8 +208,8 @@ func newPatternSet(ps []string) (patternSet, error) {
 
 // forRequest returns the patterns that apply to r: placeholders are
 // expanded with r's values. A pattern with a placeholder that is unset or
-// empty, or whose value holds `*`, allows nothing: a value is never a
-// wildcard.
+// empty, or whose value holds `/` or `*`, allows nothing: a value is one
+// literal segment, never a wildcard and never more segments.
 func (ps patternSet) forRequest(r *http.Request) patterns {
 	if len(ps.dynamic) == 0 {
 		return ps.static
@@ -225,7 +225,7 @@ func (ps patternSet) forRequest(r *http.Request) patterns {
 			if val != nil {
 				v = fmt.Sprint(val)
 			}
-			if v == "" || strings.Contains(v, "*") {
+			if v == "" || strings.ContainsAny(v, "/*") {
 				return nil, errUnusable
 			}
 			return v, nil
