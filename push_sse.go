@@ -101,18 +101,26 @@ func (h *SSE) Cleanup() error {
 
 // ServeHTTP subscribes the request to its topics and streams them.
 func (h *SSE) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) (err error) {
-	defer func() { countConnection(kindSSE, err) }()
+	// A refused request is answered here, with a reason, but counted by
+	// why it was refused.
+	var refused error
+	defer func() {
+		if refused == nil {
+			refused = err
+		}
+		countConnection(kindSSE, refused)
+	}()
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD")
 		return caddyhttp.Error(http.StatusMethodNotAllowed, fmt.Errorf("method %s not allowed for an event stream", r.Method))
 	}
 	topics, _, err := h.requestTopics(r, false)
 	if err != nil {
-		return refuse(w, r, h.logger, err)
+		return refuse(w, r, h.logger, &refused, err)
 	}
 	last, err := lastEventID(r)
 	if err != nil {
-		return refuse(w, r, h.logger, err)
+		return refuse(w, r, h.logger, &refused, err)
 	}
 	if r.Method == http.MethodHead {
 		sse.Headers(w.Header())

@@ -305,7 +305,15 @@ func isDigit(c byte) bool { return '0' <= c && c <= '9' }
 // ServeHTTP upgrades the request, subscribes it to its topics and serves
 // the connection.
 func (h *WS) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) (err error) {
-	defer func() { countConnection(kindWS, err) }()
+	// A refused request is answered here, with a reason, but counted by
+	// why it was refused.
+	var refused error
+	defer func() {
+		if refused == nil {
+			refused = err
+		}
+		countConnection(kindWS, refused)
+	}()
 	if r.Method != http.MethodGet {
 		w.Header().Set("Allow", "GET")
 		return caddyhttp.Error(http.StatusMethodNotAllowed, fmt.Errorf("method %s not allowed for a WebSocket", r.Method))
@@ -320,11 +328,11 @@ func (h *WS) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handl
 	// topic from the start.
 	topics, canSubscribe, err := h.requestTopics(r, h.opts.Format == wshub.JSON)
 	if err != nil {
-		return refuse(w, r, h.logger, err)
+		return refuse(w, r, h.logger, &refused, err)
 	}
 	last, err := lastEventID(r)
 	if err != nil {
-		return refuse(w, r, h.logger, err)
+		return refuse(w, r, h.logger, &refused, err)
 	}
 	canPublish := h.publish.forRequest(r)
 

@@ -250,13 +250,15 @@ func requestReplacer(r *http.Request) *caddy.Replacer {
 }
 
 // refuse answers a request that cannot subscribe with its status and a
-// one-line reason, and logs it at DEBUG. err is a caddyhttp.HandlerError
-// from requestTopics or lastEventID; any other error is returned as is.
-func refuse(w http.ResponseWriter, r *http.Request, logger *zap.Logger, err error) error {
+// one-line reason, logs it at DEBUG, and sets *refused to err so that
+// the caller can count it. err is a caddyhttp.HandlerError from
+// requestTopics or lastEventID; any other error is returned as is.
+func refuse(w http.ResponseWriter, r *http.Request, logger *zap.Logger, refused *error, err error) error {
 	var he caddyhttp.HandlerError
 	if !errors.As(err, &he) || he.StatusCode < 400 || he.StatusCode >= 500 {
 		return err
 	}
+	*refused = err
 	logger.Debug("subscription refused",
 		zap.Int("status", he.StatusCode),
 		zap.String("uri", r.RequestURI),
