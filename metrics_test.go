@@ -194,13 +194,14 @@ func (b *observedBroker) ObserveRoundTrips(o hub.RoundTripObserver) {
 	b.mu.Unlock()
 }
 
-func (b *observedBroker) Publish(ctx context.Context, msgs []*hub.Message) error {
+func (b *observedBroker) Publish(ctx context.Context, msgs []*hub.Message) (string, error) {
 	start := time.Now()
+	var epoch string
 	var err error
 	if len(msgs) == 1 && string(msgs[0].Data) == "fail" {
 		err = errors.New("store unreachable")
 	} else {
-		err = b.MemoryBroker.Publish(ctx, msgs)
+		epoch, err = b.MemoryBroker.Publish(ctx, msgs)
 	}
 	b.mu.Lock()
 	obs := b.obs
@@ -208,7 +209,7 @@ func (b *observedBroker) Publish(ctx context.Context, msgs []*hub.Message) error
 	if obs != nil {
 		obs(time.Since(start), err)
 	}
-	return err
+	return epoch, err
 }
 
 // observedBrokerModule is push.brokers.observed_test.

@@ -66,15 +66,18 @@ var (
 	ErrSlow = errors.New("subscriber too slow")
 	// ErrShutdown ends subscriptions when their server stops.
 	ErrShutdown = errors.New("server shutting down")
+	// ErrReset ends subscriptions when the broker lost messages they may
+	// have needed: resuming, the subscriber is told so.
+	ErrReset = errors.New("history lost: resume to be told")
 )
 
 // Hub owns the topics of one process: it numbers messages through its
 // broker, keeps their history and fans them out to subscribers.
 type Hub struct {
-	broker Broker
-	epoch  string
-	cfg    atomic.Pointer[Config]
-	logger atomic.Pointer[zap.Logger]
+	broker  Broker
+	history HistoryBroker // the broker, if it keeps history itself
+	cfg     atomic.Pointer[Config]
+	logger  atomic.Pointer[zap.Logger]
 
 	isClosed        atomic.Bool // mirrors closed, for Publish
 	published       atomic.Uint64
@@ -85,9 +88,14 @@ type Hub struct {
 
 	mu     sync.Mutex
 	closed bool
+	epoch  string
 	head   uint64 // sequence number of the last message delivered
-	topics map[string]*topic
-	subs   map[*Subscription]struct{}
+	// cacheFloor is the sequence number after which this hub has been
+	// delivered every message: with a HistoryBroker, older cursors are
+	// served by the broker.
+	cacheFloor uint64
+	topics     map[string]*topic
+	subs       map[*Subscription]struct{}
 	// fifo holds every retained message in sequence (and so time) order,
 	// for the TTL and total-bytes caps; entries evicted by a topic's own
 	// count cap stay until compacted.
@@ -136,13 +144,16 @@ func New(b Broker, cfg Config, logger *zap.Logger) (*Hub, error) {
 		stop:   make(chan struct{}),
 		done:   make(chan struct{}),
 	}
+	h.history, _ = b.(HistoryBroker)
 	h.SetConfig(cfg)
 	h.SetLogger(logger)
-	epoch, err := b.Open(h.deliver)
+	pos, err := b.Open((*receiver)(h))
 	if err != nil {
 		return nil, err
 	}
-	h.epoch = epoch
+	h.mu.Lock()
+	h.epoch, h.head, h.cacheFloor = pos.Epoch, pos.Seq, pos.Seq
+	h.mu.Unlock()
 	go h.janitor()
 	return h, nil
 }
@@ -152,6 +163,7 @@ func New(b Broker, cfg Config, logger *zap.Logger) (*Hub, error) {
 func (h *Hub) SetConfig(cfg Config) {
 	cfg = cfg.WithDefaults()
 	h.cfg.Store(&cfg)
+	h.setBrokerLimits(cfg)
 }
 
 // Config returns the limits in force.
@@ -166,7 +178,11 @@ func (h *Hub) SetLogger(l *zap.Logger) {
 }
 
 // Epoch names this hub's ID space.
-func (h *Hub) Epoch() string { return h.epoch }
+func (h *Hub) Epoch() string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.epoch
+}
 
 // Validate reports why m cannot be published, or nil.
 func (h *Hub) Validate(m *Message) error {
@@ -197,13 +213,14 @@ func (h *Hub) Publish(ctx context.Context, msgs ...*Message) ([]string, error) {
 	if h.isClosed.Load() {
 		return nil, ErrClosed
 	}
-	if err := h.broker.Publish(ctx, msgs); err != nil {
+	epoch, err := h.broker.Publish(ctx, msgs)
+	if err != nil {
 		return nil, err
 	}
 	h.published.Add(uint64(len(msgs)))
 	ids := make([]string, len(msgs))
 	for i, m := range msgs {
-		ids[i] = formatID(h.epoch, m.Seq)
+		ids[i] = formatID(epoch, m.Seq)
 	}
 	return ids, nil
 }
@@ -435,8 +452,8 @@ func (h *Hub) Subscribe(topics []string, opts SubscribeOptions) (*Subscription, 
 	}
 
 	h.mu.Lock()
-	defer h.mu.Unlock()
 	if h.closed {
+		h.mu.Unlock()
 		return nil, Start{}, ErrClosed
 	}
 	h.trimLocked(cfg, time.Now())
@@ -444,7 +461,13 @@ func (h *Hub) Subscribe(topics []string, opts SubscribeOptions) (*Subscription, 
 	h.subs[s] = struct{}{}
 	h.subsPeak = max(h.subsPeak, len(h.subs))
 	h.countSubscribedLocked(s)
-	return s, h.startLocked(s.topics, opts.LastEventID), nil
+	if q := h.brokerQueryLocked(s.topics, opts.LastEventID); q != nil {
+		h.mu.Unlock()
+		return s, h.startFromBroker(q), nil
+	}
+	st := h.startLocked(s.topics, opts.LastEventID)
+	h.mu.Unlock()
+	return s, st, nil
 }
 
 // startLocked computes what a subscriber to ts resuming from cursor last
@@ -698,12 +721,19 @@ func (s *Subscription) Add(topics []string, last string) (Start, error) {
 	}
 	h := s.hub
 	h.mu.Lock()
-	defer h.mu.Unlock()
 	if s.err != nil {
+		h.mu.Unlock()
 		return Start{}, s.err
 	}
 	h.trimLocked(h.cfg.Load(), time.Now())
-	return h.startLocked(h.addTopicsLocked(s, topics), last), nil
+	added := h.addTopicsLocked(s, topics)
+	if q := h.brokerQueryLocked(added, last); q != nil {
+		h.mu.Unlock()
+		return h.startFromBroker(q), nil
+	}
+	st := h.startLocked(added, last)
+	h.mu.Unlock()
+	return st, nil
 }
 
 // addTopicsLocked subscribes s to the topics it does not have yet and
