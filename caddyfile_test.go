@@ -193,3 +193,58 @@ func TestCaddyfileWebSocket(t *testing.T) {
 		t.Errorf("publish-only handler: %v", err)
 	}
 }
+
+func TestCaddyfileRedisBroker(t *testing.T) {
+	out, err := adapt(t, `{
+	push {
+		broker redis {env.REDIS_URL} {
+			prefix  app1:
+			timeout 250ms
+		}
+	}
+}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cfg struct {
+		Apps struct {
+			Push struct{ Broker map[string]any }
+		}
+	}
+	if err := json.Unmarshal([]byte(out), &cfg); err != nil {
+		t.Fatal(err)
+	}
+	b := cfg.Apps.Push.Broker
+	if b["module"] != "redis" || b["url"] != "{env.REDIS_URL}" || b["prefix"] != "app1:" || b["timeout"] != float64(250e6) {
+		t.Fatalf("broker: %v", b)
+	}
+	for _, bad := range []string{
+		"broker redis",
+		"broker redis redis://a redis://b",
+		"broker redis redis://a {\n\t\t\tprefix\n\t\t}",
+		"broker redis redis://a {\n\t\t\ttimeout -1s\n\t\t}",
+		"broker redis redis://a {\n\t\t\tdb 2\n\t\t}",
+	} {
+		if _, err := adapt(t, "{\n\tpush {\n\t\t"+bad+"\n\t}\n}"); err == nil || !strings.Contains(err.Error(), "Caddyfile:") {
+			t.Errorf("%q: %v", bad, err)
+		}
+	}
+}
+
+func TestRedisBrokerValidate(t *testing.T) {
+	t.Setenv("PUSH_TEST_REDIS_URL", "redis://127.0.0.1:1")
+	if err := (&RedisBroker{URL: "{env.PUSH_TEST_REDIS_URL}"}).Validate(); err != nil {
+		t.Fatalf("env placeholder: %v", err)
+	}
+	for _, r := range []RedisBroker{
+		{},
+		{URL: "{env.PUSH_TEST_UNSET_VARIABLE}"},
+		{URL: "redis://h:1?master_set=m"},
+		{URL: "redis://h:1", Timeout: -1},
+		{URL: "redis://h:1", Prefix: "a b"},
+	} {
+		if err := r.Validate(); err == nil {
+			t.Errorf("%+v accepted", r)
+		}
+	}
+}
