@@ -160,5 +160,15 @@ func (h *Hub) startFromBroker(q *brokerQuery) Start {
 	return st
 }
 
+// skipThrough drops the live messages up to seq from the queue, and
+// those still to come: the broker's replay covered them, and this hub
+// may receive them later than the instance that served the cursor did.
+func (s *Subscription) skipThrough(seq uint64) {
+	s.qmu.Lock()
+	defer s.qmu.Unlock()
+	s.skip = seq
+	s.queue = slices.DeleteFunc(s.queue, func(m *Message) bool { return m.Seq <= seq })
+}
+
 // Interface guards
 var _ Receiver = (*receiver)(nil)

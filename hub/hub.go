@@ -463,7 +463,9 @@ func (h *Hub) Subscribe(topics []string, opts SubscribeOptions) (*Subscription, 
 	h.countSubscribedLocked(s)
 	if q := h.brokerQueryLocked(s.topics, opts.LastEventID); q != nil {
 		h.mu.Unlock()
-		return s, h.startFromBroker(q), nil
+		st := h.startFromBroker(q)
+		s.skipThrough(st.HeadSeq)
+		return s, st, nil
 	}
 	st := h.startLocked(s.topics, opts.LastEventID)
 	h.mu.Unlock()
@@ -632,6 +634,7 @@ type Subscription struct {
 
 	qmu   sync.Mutex
 	queue []*Message // live messages not yet taken, in sequence order
+	skip  uint64     // messages up to this one were replayed by the broker
 
 	// guarded by hub.mu
 	topics []*topic
@@ -642,6 +645,10 @@ type Subscription struct {
 // The queue grows as needed, so an idle subscriber holds no buffer.
 func (s *Subscription) enqueue(m *Message) bool {
 	s.qmu.Lock()
+	if m.Seq <= s.skip {
+		s.qmu.Unlock()
+		return true
+	}
 	n := len(s.queue)
 	if n >= s.limit {
 		s.qmu.Unlock()

@@ -449,3 +449,26 @@ func TestURLs(t *testing.T) {
 		t.Errorf("error shows the password: %v", err)
 	}
 }
+
+// A subscriber that read a message on one instance and resumes on
+// another that has not received it yet must not get it twice.
+func TestResumeOnALaggingInstanceHasNoDuplicate(t *testing.T) {
+	srv := redistest.Start(t)
+	l := &lossy{drop: map[string]bool{"m1": true}}
+	a := newNode(t, srv, hub.Config{}, nil)
+	b := newNode(t, srv, hub.Config{}, func(b *Broker) {
+		b.dropped = l.dropped
+		b.poll = time.Hour
+	})
+	publish(t, a, "x", "m0")
+	waitFor(t, func() bool { return b.Stats().LastID != b.Epoch()+"-0" })
+	seen := publish(t, a, "x", "m1") // read on a; b does not have it
+	sub, st, err := b.Subscribe([]string{"x"}, hub.SubscribeOptions{LastEventID: seen})
+	if err != nil || st.Reset || len(st.Replay) != 0 {
+		t.Fatalf("resume: %v, reset %v, replay %v", err, st.Reset, ids(st.Replay))
+	}
+	next := publish(t, a, "x", "m2") // b fills m1 from Redis, then m2
+	if got := collect(t, sub, 1); got[0].ID() != next {
+		t.Fatalf("got %s first, want %s", got[0].ID(), next)
+	}
+}
