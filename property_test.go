@@ -26,14 +26,32 @@ func TestReloadDuringRunLosesNothing(t *testing.T) {
 // across all its connections, is gap-free and duplicate-free from its
 // first ID to the end.
 func runResumeProperty(t *testing.T, total, subscribers, reloads int) {
-	topics := []string{"t0", "t1", "t2", "t3", "t4", "t5"}
 	const push = "history 20000"
 	sites := []string{
 		"push_sse /events/* {\n\t\tsubscribe t*\n\t}",
 		"push_sse /events/* {\n\t\tsubscribe t*\n\t\theartbeat 1s\n\t}",
 	}
 	tc := startCaddy(t, push, sites[0])
+	runResumeOn(t, resumeRig{
+		bases:   []string{"http://" + tc.http},
+		adminDo: tc.adminDo,
+		reload:  func(n int) error { return tc.load(push, sites[n%2]) },
+		stats:   tc.stats,
+	}, total, subscribers, reloads)
+}
 
+// resumeRig is what runResumeOn drives: one or more instances serving
+// push_sse on /events/, subscribers connecting to any of them, publishes
+// going through the admin endpoint of the first.
+type resumeRig struct {
+	bases   []string // http://host:port of each instance
+	adminDo func(method, path, body string) (int, []byte)
+	reload  func(n int) error
+	stats   func() map[string]any
+}
+
+func runResumeOn(t *testing.T, rig resumeRig, total, subscribers, reloads int) {
+	topics := []string{"t0", "t1", "t2", "t3", "t4", "t5"}
 	var (
 		mu      sync.Mutex
 		topicOf = map[uint64]string{} // seq -> topic, of every published message
@@ -50,7 +68,7 @@ func runResumeProperty(t *testing.T, total, subscribers, reloads int) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			results[i].run(t, tc, rng, done)
+			results[i].run(t, rig.bases, rng, done)
 		}()
 	}
 
@@ -63,7 +81,7 @@ func runResumeProperty(t *testing.T, total, subscribers, reloads int) {
 			batch[j] = map[string]string{"topic": topics[rng.IntN(len(topics))], "data": fmt.Sprint("m", published+j)}
 		}
 		body, _ := json.Marshal(batch)
-		status, resp := tc.adminDo(http.MethodPost, "/push/publish", string(body))
+		status, resp := rig.adminDo(http.MethodPost, "/push/publish", string(body))
 		if status != http.StatusOK {
 			t.Fatalf("publish: %d %s", status, resp)
 		}
@@ -78,14 +96,19 @@ func runResumeProperty(t *testing.T, total, subscribers, reloads int) {
 		mu.Unlock()
 		published += n
 		if reload <= reloads && published >= reload*total/(reloads+1) {
-			if err := tc.load(push, sites[reload%2]); err != nil {
+			if err := rig.reload(reload); err != nil {
 				t.Fatalf("reload %d: %v", reload, err)
 			}
 			reload++
 		}
 	}
 	for _, topic := range topics {
-		id := tc.publish(topic, "", "end")
+		status, resp := rig.adminDo(http.MethodPost, "/push/topics/"+topic, "end")
+		var m struct{ ID string }
+		if err := json.Unmarshal(resp, &m); status != http.StatusOK || err != nil {
+			t.Fatalf("publish: %d %s", status, resp)
+		}
+		id := m.ID
 		mu.Lock()
 		topicOf[seq(t, id)] = topic
 		mu.Unlock()
@@ -103,7 +126,7 @@ func runResumeProperty(t *testing.T, total, subscribers, reloads int) {
 		connections += r.connections
 	}
 	t.Logf("%d messages, %d subscribers, %d connections, %d reloads, stats %v",
-		len(topicOf), subscribers, connections, reloads, tc.stats())
+		len(topicOf), subscribers, connections, reloads, rig.stats())
 }
 
 // subResult is what one subscriber of runResumeProperty saw.
@@ -118,8 +141,8 @@ type subResult struct {
 // run subscribes, reads a random number of events, drops the connection
 // and resumes from the last ID, until it has the final message of each of
 // its topics.
-func (r *subResult) run(t *testing.T, tc *testCaddy, rng *rand.Rand, done chan struct{}) {
-	url := tc.url("/events/?topic=" + strings.Join(r.topics, "&topic="))
+func (r *subResult) run(t *testing.T, bases []string, rng *rand.Rand, done chan struct{}) {
+	path := "/events/?topic=" + strings.Join(r.topics, "&topic=")
 	last := ""
 	deadline := time.Now().Add(3 * time.Minute)
 	for time.Now().Before(deadline) {
@@ -133,7 +156,7 @@ func (r *subResult) run(t *testing.T, tc *testCaddy, rng *rand.Rand, done chan s
 		if last != "" {
 			header = lastID(last)
 		}
-		c, err := subscribe(t, url, header)
+		c, err := subscribe(t, bases[rng.IntN(len(bases))]+path, header)
 		if err != nil {
 			// A reload in progress may refuse new streams for a moment.
 			time.Sleep(10 * time.Millisecond)

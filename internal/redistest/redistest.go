@@ -129,3 +129,6 @@ func (s *Server) ping() bool {
 	line, err := bufio.NewReader(c).ReadString('\n')
 	return err == nil && strings.HasPrefix(line, "+PONG")
 }
+
+// Dir is where the server keeps its files.
+func (s *Server) Dir() string { return s.dir }
