@@ -66,6 +66,21 @@ type HistoryBroker interface {
 	// It reports reset instead of messages if epoch is not the broker's
 	// or a message of those topics after after is no longer retained.
 	Replay(ctx context.Context, epoch string, topics []string, after uint64, earliest bool) (r BrokerReplay, err error)
+
+	// HistoryStats describes the shared history.
+	HistoryStats(ctx context.Context) (HistoryStats, error)
+}
+
+// HistoryStats describes the history a HistoryBroker keeps for every hub
+// on it, as opposed to one hub's subscribers and cache.
+type HistoryStats struct {
+	Broker        string `json:"broker"`
+	LastID        string `json:"last_id,omitempty"`
+	Retained      int64  `json:"retained"`
+	RetainedBytes int64  `json:"retained_bytes"`
+	// Error says why the broker could not be asked; the rest is then
+	// zero.
+	Error string `json:"error,omitempty"`
 }
 
 // BrokerReplay is a HistoryBroker's answer to Replay.

@@ -160,6 +160,20 @@ func (h *Hub) startFromBroker(q *brokerQuery) Start {
 	return st
 }
 
+// historyStats asks a HistoryBroker about the shared history.
+func (h *Hub) historyStats() *HistoryStats {
+	if h.history == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), brokerReplayTimeout)
+	defer cancel()
+	st, err := h.history.HistoryStats(ctx)
+	if err != nil {
+		st = HistoryStats{Broker: st.Broker, Error: err.Error()}
+	}
+	return &st
+}
+
 // skipThrough drops the live messages up to seq from the queue, and
 // those still to come: the broker's replay covered them, and this hub
 // may receive them later than the instance that served the cursor did.

@@ -571,6 +571,10 @@ type Stats struct {
 	Evicted         uint64 `json:"evicted"`
 	// Kinds are the totals per SubscribeOptions.Kind.
 	Kinds [MaxKinds]KindStats `json:"-"`
+	// History, with a broker that keeps history for every hub on it,
+	// describes that shared history; the fields above describe this hub
+	// alone (its subscribers, and its cache of the history).
+	History *HistoryStats `json:"history,omitempty"`
 }
 
 // Stats returns the hub's totals.
@@ -587,6 +591,7 @@ func (h *Hub) Stats() Stats {
 	h.fillKindStatsLocked(&st)
 	h.mu.Unlock()
 	h.fillCounters(&st)
+	st.History = h.historyStats()
 	return st
 }
 

@@ -43,7 +43,7 @@ type Options struct {
 	// Logger, if set, gets the broker's logs.
 	Logger *zap.Logger
 	// Observe, if set, is called after every Redis call with its name
-	// (publish, replay, fill, sync), how long it took and its error: what
+	// (publish, replay, fill, sync, stats), how long it took and its error: what
 	// round-trip and error metrics need. It must not block.
 	Observe func(op string, d time.Duration, err error)
 }
@@ -318,6 +318,29 @@ func (b *Broker) Replay(ctx context.Context, epoch string, topics []string, afte
 		}
 	}
 	return r, nil
+}
+
+// HistoryStats implements hub.HistoryBroker.
+func (b *Broker) HistoryStats(ctx context.Context) (hub.HistoryStats, error) {
+	st := hub.HistoryStats{Broker: "redis"}
+	ctx, cancel := context.WithTimeout(ctx, b.opts.Timeout)
+	defer cancel()
+	start := time.Now()
+	res, err := statsScript.Exec(ctx, b.client, nil, []string{b.opts.Prefix}).ToArray()
+	b.observe("stats", start, err)
+	if err != nil {
+		return st, unavailable(err)
+	}
+	pos, err := position(res)
+	if err != nil || len(res) != 4 {
+		return st, unavailable(errors.New("unexpected answer to stats"))
+	}
+	if pos.Epoch != "" {
+		st.LastID = pos.Epoch + "-" + strconv.FormatUint(pos.Seq, 10)
+	}
+	st.Retained, _ = res[2].AsInt64()
+	st.RetainedBytes, _ = res[3].AsInt64()
+	return st, nil
 }
 
 // entryMessage turns a topic stream entry back into a message.

@@ -116,6 +116,40 @@ func TestTwoHubsOneSequence(t *testing.T) {
 	if got := srv.Do("XLEN", "t:"+a.Epoch()+":log"); got != fmt.Sprint(":", len(published)) {
 		t.Fatalf("log holds %s, want %d", got, len(published))
 	}
+	// Stats: subscribers are this hub's, history is the shared one.
+	st := b.Stats()
+	if st.Subscribers != 1 || st.History == nil || st.History.Broker != "redis" ||
+		st.History.Retained != int64(len(published)) || st.History.LastID != published[len(published)-1] ||
+		st.History.RetainedBytes <= 0 {
+		t.Fatalf("stats: %+v, history %+v", st, st.History)
+	}
+}
+
+func TestObserveSeesEveryCall(t *testing.T) {
+	srv := redistest.Start(t)
+	var mu sync.Mutex
+	calls := map[string]int{}
+	failed := 0
+	a := newNode(t, srv, hub.Config{}, func(b *Broker) {
+		b.opts.Observe = func(op string, d time.Duration, err error) {
+			mu.Lock()
+			defer mu.Unlock()
+			calls[op]++
+			if err != nil {
+				failed++
+			}
+		}
+	})
+	publish(t, a, "x", "1")
+	a.Subscribe([]string{"x"}, hub.SubscribeOptions{LastEventID: "x-1"})
+	a.Stats()
+	srv.Kill()
+	a.Publish(context.Background(), &hub.Message{Topic: "x"})
+	mu.Lock()
+	defer mu.Unlock()
+	if calls["publish"] != 2 || calls["stats"] != 1 || calls["sync"] < 1 || failed < 1 {
+		t.Fatalf("observed %v, %d failed", calls, failed)
+	}
 }
 
 func seqOf(t *testing.T, id string) uint64 {
@@ -401,6 +435,9 @@ func TestOutage(t *testing.T) {
 	late, st, err := c.Subscribe([]string{"x"}, hub.SubscribeOptions{LastEventID: c.Epoch() + "-0"})
 	if err != nil || !st.Reset {
 		t.Fatalf("subscribe during outage: %v, reset %v", err, st.Reset)
+	}
+	if e := a.Stats().History; e == nil || e.Error == "" {
+		t.Fatalf("stats during the outage: %+v", e)
 	}
 	time.Sleep(200 * time.Millisecond)
 	select {

@@ -208,3 +208,15 @@ for _, e in ipairs(redis.call('XRANGE', P .. ep .. ':log', from, to, 'COUNT', to
 end
 return out
 `)
+
+// statsScript describes the shared history. ARGV: prefix. It returns
+// {epoch, last sequence number, messages retained, bytes retained}.
+var statsScript = rueidis.NewLuaScript(`
+local P = ARGV[1]
+local ep = redis.call('GET', P .. 'epoch')
+if not ep then return {'', 0, 0, 0} end
+local seq = tonumber(redis.call('GET', P .. 'seq') or '0')
+local n = redis.call('XLEN', P .. ep .. ':log')
+local bytes = tonumber(redis.call('GET', P .. ep .. ':bytes') or '0')
+return {ep, seq, n, bytes}
+`)
