@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -66,6 +67,7 @@ type caddyProc struct {
 	admin string
 	cmd   *exec.Cmd
 	out   *strings.Builder
+	ready string // the admin path that answers 200 once it runs
 }
 
 const procSite = `push_sse /events/* {
@@ -89,6 +91,7 @@ func startProc(t *testing.T, srv *redistest.Server) *caddyProc {
 		env:   append(os.Environ(), "REDIS_URL="+srv.URL(), "HOME="+dir, "XDG_DATA_HOME="+dir, "XDG_CONFIG_HOME="+dir),
 		http:  fmt.Sprintf("127.0.0.1:%d", freePort(t)),
 		admin: fmt.Sprintf("127.0.0.1:%d", freePort(t)),
+		ready: "/push/stats",
 	}
 	cfg := fmt.Sprintf(`{
 	admin %s
@@ -121,6 +124,24 @@ http://%s {
 	return p
 }
 
+// startFile runs a Caddyfile of the repository with env added to the
+// environment; admin is its admin address.
+func startFile(t *testing.T, file, admin, ready string, env ...string) *caddyProc {
+	t.Helper()
+	dir := t.TempDir()
+	p := &caddyProc{
+		t:     t,
+		bin:   buildCaddy(t),
+		file:  file,
+		env:   append(append(os.Environ(), "HOME="+dir, "XDG_DATA_HOME="+dir, "XDG_CONFIG_HOME="+dir), env...),
+		admin: admin,
+		ready: ready,
+	}
+	p.start()
+	t.Cleanup(p.kill)
+	return p
+}
+
 func (p *caddyProc) start() {
 	p.t.Helper()
 	p.out = new(strings.Builder)
@@ -132,7 +153,7 @@ func (p *caddyProc) start() {
 	}
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
-		resp, err := adminClient.Get("http://" + p.admin + "/push/stats")
+		resp, err := adminClient.Get("http://" + p.admin + p.ready)
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
@@ -391,4 +412,64 @@ func TestRedisRandomResumeOverTwoInstances(t *testing.T) {
 		},
 		stats: a.stats,
 	}, 10_000, 50, 0)
+}
+
+// TestRedisExampleBehindLoadBalancer runs the README's two-instance
+// example as it is written: two instances on one Redis behind a Caddy
+// load balancer.
+func TestRedisExampleBehindLoadBalancer(t *testing.T) {
+	srv := redistest.Start(t)
+	port := func() string { return fmt.Sprint(freePort(t)) }
+	env := []string{
+		"REDIS_URL=" + srv.URL(),
+		"A_PORT=" + port(), "A_ADMIN_PORT=" + port(),
+		"B_PORT=" + port(), "B_ADMIN_PORT=" + port(),
+		"LB_PORT=" + port(), "LB_ADMIN_PORT=" + port(),
+	}
+	get := func(name string) string {
+		for _, kv := range env {
+			if v, ok := strings.CutPrefix(kv, name+"="); ok {
+				return v
+			}
+		}
+		panic(name)
+	}
+	a := startFile(t, "examples/redis/instance-a.Caddyfile", "localhost:"+get("A_ADMIN_PORT"), "/push/stats", env...)
+	b := startFile(t, "examples/redis/instance-b.Caddyfile", "localhost:"+get("B_ADMIN_PORT"), "/push/stats", env...)
+	startFile(t, "examples/redis/lb.Caddyfile", "localhost:"+get("LB_ADMIN_PORT"), "/config/", env...)
+	url := "http://localhost:" + get("LB_PORT") + "/events/"
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c, err := net.Dial("tcp", "localhost:"+get("LB_PORT"))
+		if err == nil {
+			c.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("load balancer not listening: %v", err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+
+	// Round robin: two subscribers land on different instances.
+	s1 := mustSubscribe(t, url, nil)
+	s2 := mustSubscribe(t, url, nil)
+	waitProcSubscribers(t, a, 1)
+	waitProcSubscribers(t, b, 1)
+	ids := []string{a.publish("ticker", "via A"), b.publish("ticker", "via B")}
+	for _, c := range []*sseConn{s1, s2} {
+		for _, id := range ids {
+			if ev := c.next(t); ev.ID != id {
+				t.Fatalf("got %+v, want %s", ev, id)
+			}
+		}
+	}
+	// Reconnecting through the load balancer lands on either instance,
+	// and resumes there.
+	s1.close()
+	missed := a.publish("ticker", "while away")
+	r := mustSubscribe(t, url, lastID(ids[1]))
+	if ev := r.next(t); ev.ID != missed {
+		t.Fatalf("resumed: got %+v, want %s", ev, missed)
+	}
 }
