@@ -57,7 +57,8 @@ local function trim(E, ttl_ms, max_bytes, now, budget)
 	local cutoff = now - ttl_ms
 	local done = 0
 	while done < budget do
-		local batch = redis.call('XRANGE', log, '-', '+', 'COUNT', 32)
+		-- Usually nothing is due: look at the oldest entry alone first.
+		local batch = redis.call('XRANGE', log, '-', '+', 'COUNT', done == 0 and 1 or 32)
 		if #batch == 0 then break end
 		local stop = false
 		for _, e in ipairs(batch) do
