@@ -505,6 +505,11 @@ const fillBatch = 1000
 // instance: the hub is reset past them. It reports whether it got to to.
 func (b *Broker) fill(to uint64) bool {
 	for b.last < to {
+		select {
+		case <-b.stop:
+			return false
+		default:
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), b.opts.Timeout)
 		start := time.Now()
 		res, err := fillScript.Exec(ctx, b.client, nil, []string{
