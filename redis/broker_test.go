@@ -465,6 +465,49 @@ func TestOutage(t *testing.T) {
 	}
 }
 
+// A Redis that hangs (no answer, connections open) costs a publisher
+// the timeout, not more, and delivery resumes when it answers again.
+func TestHungRedis(t *testing.T) {
+	srv := redistest.Start(t)
+	a := newNode(t, srv, hub.Config{}, nil)
+	sub, _, _ := a.Subscribe([]string{"x"}, hub.SubscribeOptions{})
+	publish(t, a, "x", "1")
+	collect(t, sub, 1)
+	srv.Pause()
+	resumed := false
+	defer func() {
+		if !resumed {
+			srv.Resume()
+		}
+	}()
+	start := time.Now()
+	_, err := a.Publish(context.Background(), &hub.Message{Topic: "x", Data: []byte("2")})
+	if !errors.Is(err, hub.ErrBrokerUnavailable) {
+		t.Fatalf("publish to a hung redis: %v", err)
+	}
+	if d := time.Since(start); d > 2*a.b.opts.Timeout {
+		t.Fatalf("publish took %v, timeout is %v", d, a.b.opts.Timeout)
+	}
+	srv.Resume()
+	resumed = true
+	// The publish that timed out may have been queued in Redis and run
+	// when it woke: either way, what follows arrives, in order.
+	var id string
+	waitFor(t, func() bool {
+		ids, err := a.Publish(context.Background(), &hub.Message{Topic: "x", Data: []byte("3")})
+		if err == nil {
+			id = ids[0]
+		}
+		return err == nil
+	})
+	for {
+		got := collect(t, sub, 1)
+		if got[len(got)-1].ID() == id {
+			break
+		}
+	}
+}
+
 func TestURLs(t *testing.T) {
 	for _, u := range []string{
 		"redis://h:1?master_set=m", "redis://h:1?addr=h:2", "redis-sentinel://h:1", "http://h", "h:1", "unix:///tmp/r.sock",

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -132,3 +133,10 @@ func (s *Server) ping() bool {
 
 // Dir is where the server keeps its files.
 func (s *Server) Dir() string { return s.dir }
+
+// Pause stops the server without closing its connections (SIGSTOP), as a
+// hung server or a network partition looks to clients.
+func (s *Server) Pause() { _ = s.cmd.Process.Signal(syscall.SIGSTOP) }
+
+// Resume undoes Pause.
+func (s *Server) Resume() { _ = s.cmd.Process.Signal(syscall.SIGCONT) }
