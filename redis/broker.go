@@ -29,6 +29,10 @@ const (
 	DefaultTimeout = time.Second
 )
 
+// DefaultMaxReplay is the most payload bytes a subscriber's replay from
+// Redis may hold; a cursor that would need more gets a reset.
+const DefaultMaxReplay = 16 << 20
+
 // MaxPrefixLen is the longest key prefix.
 const MaxPrefixLen = 128
 
@@ -73,6 +77,9 @@ type Broker struct {
 	// poll is how often the delivery loop looks at the sequence in Redis
 	// (to notice lost messages while nothing else arrives).
 	poll time.Duration
+	// maxReplay is the most payload bytes one replay from Redis may hold;
+	// a larger one is a reset.
+	maxReplay int64
 	// dropped, if set (tests), says whether to lose a pub/sub message.
 	dropped func(p string) bool
 }
@@ -101,12 +108,13 @@ func New(opts Options) (*Broker, error) {
 		return nil, err
 	}
 	b := &Broker{
-		opts:     opts,
-		logger:   opts.Logger,
-		payloads: make(chan string, 4096),
-		kick:     make(chan struct{}, 1),
-		stop:     make(chan struct{}),
-		poll:     time.Second,
+		opts:      opts,
+		logger:    opts.Logger,
+		payloads:  make(chan string, 4096),
+		kick:      make(chan struct{}, 1),
+		stop:      make(chan struct{}),
+		poll:      time.Second,
+		maxReplay: DefaultMaxReplay,
 	}
 	b.SetLimits(hub.DefaultHistory, hub.DefaultHistoryTTL, hub.DefaultHistoryMaxBytes)
 	return b, nil
@@ -282,7 +290,7 @@ func (b *Broker) Replay(ctx context.Context, epoch string, topics []string, afte
 	if earliest {
 		e = "1"
 	}
-	args = append(args, b.opts.Prefix, epoch, strconv.FormatUint(after, 10), e)
+	args = append(args, b.opts.Prefix, epoch, strconv.FormatUint(after, 10), e, strconv.FormatInt(b.maxReplay, 10))
 	args = append(args, topics...)
 	ctx, cancel := context.WithTimeout(ctx, b.opts.Timeout)
 	defer cancel()

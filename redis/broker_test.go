@@ -199,6 +199,15 @@ func TestResumeOnAFreshHubFromRedis(t *testing.T) {
 	if st.Reset || len(st.Replay) != 1 || st.Replay[0].ID() != latest || st.HeadSeq < seqOf(t, latest) {
 		t.Fatalf("cursor ahead: reset %v, replay %v, head %d", st.Reset, ids(st.Replay), st.HeadSeq)
 	}
+	// A replay larger than the cap is a reset, not a partial replay.
+	b.b.maxReplay = 5
+	if _, st, _ = b.Subscribe([]string{"x"}, hub.SubscribeOptions{LastEventID: idsX[2]}); !st.Reset || len(st.Replay) != 0 {
+		t.Fatalf("replay over the cap: reset %v, replay %v", st.Reset, ids(st.Replay))
+	}
+	b.b.maxReplay = 6
+	if _, st, _ = b.Subscribe([]string{"x"}, hub.SubscribeOptions{LastEventID: idsX[2]}); st.Reset || len(st.Replay) != 3 {
+		t.Fatalf("replay at the cap: reset %v, replay %v", st.Reset, ids(st.Replay))
+	}
 	// Foreign cursors get a reset.
 	_, st, _ = b.Subscribe([]string{"x"}, hub.SubscribeOptions{LastEventID: "other-3"})
 	if !st.Reset {

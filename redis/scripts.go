@@ -155,9 +155,11 @@ return {E, seq}
 `)
 
 // replayScript reads what a subscriber resuming from a cursor must be
-// sent. ARGV: prefix, epoch, after, earliest (1 or 0), topics. It returns
-// {epoch, last sequence number, reset (1 or 0), then per topic: topic,
-// entries}; entries as XRANGE gives them.
+// sent. ARGV: prefix, epoch, after, earliest (1 or 0), most bytes, topics.
+// It returns {epoch, last sequence number, reset (1 or 0), then per
+// topic: topic, entries}; entries as XRANGE gives them. A replay of more
+// than most bytes of payload is a reset: each subscriber's replay is a
+// copy, and many at once must not exhaust memory.
 var replayScript = rueidis.NewLuaScript(`
 local P = ARGV[1]
 local ep = redis.call('GET', P .. 'epoch')
@@ -169,16 +171,22 @@ if ARGV[4] == '1' then
 else
 	if after > seq then return {ep, seq, 1} end
 	local floor = tonumber(redis.call('GET', P .. ep .. ':floor') or '0')
-	for i = 5, #ARGV do
+	for i = 6, #ARGV do
 		local ev = tonumber(redis.call('HGET', P .. ep .. ':ev', ARGV[i]) or '0')
 		if math.max(ev, floor) > after then return {ep, seq, 1} end
 	end
 end
+local budget = tonumber(ARGV[5])
 local out = {ep, seq, 0}
 local from = string.format('%d', after + 1) .. '-0'
-for i = 5, #ARGV do
+for i = 6, #ARGV do
+	local entries = redis.call('XRANGE', P .. ep .. ':t:' .. ARGV[i], from, '+')
+	for _, e in ipairs(entries) do
+		budget = budget - #e[2][4]
+	end
+	if budget < 0 then return {ep, seq, 1} end
 	out[#out + 1] = ARGV[i]
-	out[#out + 1] = redis.call('XRANGE', P .. ep .. ':t:' .. ARGV[i], from, '+')
+	out[#out + 1] = entries
 end
 return out
 `)
