@@ -473,3 +473,53 @@ func TestRedisExampleBehindLoadBalancer(t *testing.T) {
 		t.Fatalf("resumed: got %+v, want %s", ev, missed)
 	}
 }
+
+// TestRedisBrokerReload: the same broker config keeps the hub across a
+// reload; another broker replaces it.
+func TestRedisBrokerReload(t *testing.T) {
+	srv := redistest.Start(t)
+	push := func(prefix string) string {
+		return fmt.Sprintf("broker redis %s {\n\t\t\tprefix %s\n\t\t}", srv.URL(), prefix)
+	}
+	const site = "push_sse /events/* news"
+	tc := startCaddy(t, push("one:"), site)
+	first := tc.publish("news", "", "1")
+	epoch := tc.stats()["epoch"]
+
+	if err := tc.load(push("one:"), site+"\n\trespond /other 204"); err != nil {
+		t.Fatal(err)
+	}
+	if got := tc.stats()["epoch"]; got != epoch {
+		t.Fatalf("same broker, epoch %v then %v", epoch, got)
+	}
+	second := tc.publish("news", "", "2")
+	c := mustSubscribe(t, tc.url("/events/"), lastID(first))
+	if ev := c.next(t); ev.ID != second {
+		t.Fatalf("resumed after reload: got %+v, want %s", ev, second)
+	}
+
+	// Another prefix is another hub, with its own epoch.
+	if err := tc.load(push("two:"), site); err != nil {
+		t.Fatal(err)
+	}
+	if got := tc.stats()["epoch"]; got == epoch {
+		t.Fatal("another prefix kept the hub")
+	}
+	// Back to the first: its epoch and history come from Redis.
+	if err := tc.load(push("one:"), site); err != nil {
+		t.Fatal(err)
+	}
+	if got := tc.stats()["epoch"]; got != epoch {
+		t.Fatalf("back to the first prefix: epoch %v, want %v", got, epoch)
+	}
+	c = mustSubscribe(t, tc.url("/events/"), lastID(first))
+	if ev := c.next(t); ev.ID != second {
+		t.Fatalf("resumed on the first prefix again: got %+v, want %s", ev, second)
+	}
+	// An unreachable Redis fails the load, naming the problem; the
+	// running config stays.
+	srv.Kill()
+	if err := tc.load(push("three:"), site); err == nil || !strings.Contains(err.Error(), "redis") {
+		t.Fatalf("loading with redis down: %v", err)
+	}
+}
