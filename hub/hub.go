@@ -147,13 +147,15 @@ func New(b Broker, cfg Config, logger *zap.Logger) (*Hub, error) {
 	h.history, _ = b.(HistoryBroker)
 	h.SetConfig(cfg)
 	h.SetLogger(logger)
+	// The broker may deliver as soon as it is open: not before the hub
+	// knows where the sequence stands.
+	h.mu.Lock()
 	pos, err := b.Open((*receiver)(h))
+	h.epoch, h.head, h.cacheFloor = pos.Epoch, pos.Seq, pos.Seq
+	h.mu.Unlock()
 	if err != nil {
 		return nil, err
 	}
-	h.mu.Lock()
-	h.epoch, h.head, h.cacheFloor = pos.Epoch, pos.Seq, pos.Seq
-	h.mu.Unlock()
 	go h.janitor()
 	return h, nil
 }
