@@ -89,14 +89,14 @@ type brokerQuery struct {
 // brokerQueryLocked reports whether a subscriber to ts resuming from
 // cursor last must be served by the broker, and what to ask it. It is nil
 // with a memory broker, and whenever the cache has every message the
-// cursor needs.
-func (h *Hub) brokerQueryLocked(ts []*topic, last string) *brokerQuery {
+// cursor needs, unless uncached says the cache is not enough.
+func (h *Hub) brokerQueryLocked(ts []*topic, last string, uncached bool) *brokerQuery {
 	if h.history == nil || last == "" || len(ts) == 0 {
 		return nil
 	}
 	q := &brokerQuery{epoch: h.epoch, head: h.head}
 	if last == EarliestID {
-		if h.cacheFloor == 0 {
+		if h.cacheFloor == 0 && !uncached {
 			return nil
 		}
 		q.earliest = true
@@ -109,7 +109,7 @@ func (h *Hub) brokerQueryLocked(ts []*topic, last string) *brokerQuery {
 		for _, t := range ts {
 			cached = cached && t.evicted <= seq
 		}
-		if cached {
+		if cached && !uncached {
 			return nil
 		}
 		q.after = seq
@@ -182,6 +182,16 @@ func (s *Subscription) skipThrough(seq uint64) {
 	defer s.qmu.Unlock()
 	s.skip = seq
 	s.queue = slices.DeleteFunc(s.queue, func(m *Message) bool { return m.Seq <= seq })
+}
+
+// skipsPast reports whether s skips live messages beyond head: it was
+// served by the broker up to a message this hub has not received yet.
+// Topics it adds meanwhile need the broker's replay too, or the messages
+// in between would be skipped without having been replayed.
+func (s *Subscription) skipsPast(head uint64) bool {
+	s.qmu.Lock()
+	defer s.qmu.Unlock()
+	return s.skip > head
 }
 
 // Interface guards

@@ -463,7 +463,7 @@ func (h *Hub) Subscribe(topics []string, opts SubscribeOptions) (*Subscription, 
 	h.subs[s] = struct{}{}
 	h.subsPeak = max(h.subsPeak, len(h.subs))
 	h.countSubscribedLocked(s)
-	if q := h.brokerQueryLocked(s.topics, opts.LastEventID); q != nil {
+	if q := h.brokerQueryLocked(s.topics, opts.LastEventID, false); q != nil {
 		h.mu.Unlock()
 		st := h.startFromBroker(q)
 		s.skipThrough(st.HeadSeq)
@@ -741,7 +741,7 @@ func (s *Subscription) Add(topics []string, last string) (Start, error) {
 	}
 	h.trimLocked(h.cfg.Load(), time.Now())
 	added := h.addTopicsLocked(s, topics)
-	if q := h.brokerQueryLocked(added, last); q != nil {
+	if q := h.brokerQueryLocked(added, last, s.skipsPast(h.head)); q != nil {
 		h.mu.Unlock()
 		return h.startFromBroker(q), nil
 	}

@@ -561,3 +561,30 @@ func TestResumeOnALaggingInstanceHasNoDuplicate(t *testing.T) {
 		t.Fatalf("got %s first, want %s", got[0].ID(), next)
 	}
 }
+
+// A subscription served by the broker past what its lagging instance has
+// received, adding a topic with a cursor: the added topic's replay must
+// come from Redis too, or the messages the instance has not received yet
+// would be skipped when they arrive, never having been replayed.
+func TestAddOnALaggingInstanceReplaysFromRedis(t *testing.T) {
+	srv := redistest.Start(t)
+	l := &lossy{drop: map[string]bool{"ym": true, "xm": true}}
+	a := newNode(t, srv, hub.Config{}, nil)
+	b := newNode(t, srv, hub.Config{}, func(b *Broker) {
+		b.dropped = l.dropped
+		b.poll = time.Hour
+	})
+	before := publish(t, a, "y", "y0")
+	waitFor(t, func() bool { info, _ := b.Topic("y"); return info.LastID == before })
+	ym := publish(t, a, "y", "ym")
+	xm := publish(t, a, "x", "xm") // read on a
+	sub, st, err := b.Subscribe([]string{"x"}, hub.SubscribeOptions{LastEventID: xm})
+	if err != nil || st.Reset {
+		t.Fatalf("subscribe: %v, reset %v", err, st.Reset)
+	}
+	defer sub.Close()
+	st, err = sub.Add([]string{"y"}, before)
+	if err != nil || st.Reset || len(st.Replay) != 1 || st.Replay[0].ID() != ym {
+		t.Fatalf("add: %v, reset %v, replay %v, want [%s]", err, st.Reset, ids(st.Replay), ym)
+	}
+}
