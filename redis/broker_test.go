@@ -517,6 +517,34 @@ func TestHungRedis(t *testing.T) {
 	}
 }
 
+func TestTLS(t *testing.T) {
+	srv := redistest.StartTLS(t)
+	// The test's certificate is self-signed; a real one verifies against
+	// the system's roots.
+	b, err := New(Options{URL: srv.URL() + "?skip_verify=true"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := hub.New(b, hub.Config{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	sub, _, _ := h.Subscribe([]string{"x"}, hub.SubscribeOptions{})
+	ids, err := h.Publish(context.Background(), &hub.Message{Topic: "x", Data: []byte("over TLS")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := collect(t, sub, 1); got[0].ID() != ids[0] {
+		t.Fatalf("got %s, want %s", got[0].ID(), ids[0])
+	}
+	// Without skip_verify the self-signed certificate is refused.
+	b, _ = New(Options{URL: srv.URL()})
+	if _, err := hub.New(b, hub.Config{}, nil); err == nil || !strings.Contains(err.Error(), "certificate") {
+		t.Fatalf("self-signed certificate accepted: %v", err)
+	}
+}
+
 func TestURLs(t *testing.T) {
 	for _, u := range []string{
 		"redis://h:1?master_set=m", "redis://h:1?addr=h:2", "redis-sentinel://h:1", "http://h", "h:1", "unix:///tmp/r.sock",

@@ -4,10 +4,19 @@ package redistest
 
 import (
 	"bufio"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"fmt"
+	"math/big"
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -23,6 +32,7 @@ type Server struct {
 	port int
 	args []string
 	cmd  *exec.Cmd
+	tls  bool
 }
 
 // Start runs redis-server with extra arguments (e.g. "--appendonly",
@@ -43,6 +53,51 @@ func Start(t testing.TB, args ...string) *Server {
 	return s
 }
 
+// StartTLS runs redis-server serving TLS only, with a self-signed
+// certificate for 127.0.0.1; clients are not asked for certificates.
+func StartTLS(t testing.TB) *Server {
+	t.Helper()
+	dir := t.TempDir()
+	cert, key := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	writeCert(t, cert, key)
+	s := Start(t, "--port", "0", "--tls-port", "@PORT@", "--tls-cert-file", cert, "--tls-key-file", key,
+		"--tls-ca-cert-file", cert, "--tls-auth-clients", "no")
+	return s
+}
+
+func writeCert(t testing.TB, certFile, keyFile string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "redistest"},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(time.Hour),
+		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kb, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // FreePort returns a loopback port nobody listens on.
 func FreePort(t testing.TB) int {
 	t.Helper()
@@ -57,18 +112,30 @@ func FreePort(t testing.TB) int {
 // Addr is host:port.
 func (s *Server) Addr() string { return "127.0.0.1:" + strconv.Itoa(s.port) }
 
-// URL is the redis:// URL of the server.
-func (s *Server) URL() string { return "redis://" + s.Addr() }
+// URL is the redis:// (or, with TLS, rediss://) URL of the server.
+func (s *Server) URL() string {
+	if s.tls {
+		return "rediss://" + s.Addr()
+	}
+	return "redis://" + s.Addr()
+}
 
 // Restart starts the server again (on the same port and directory, so
 // that it finds what it persisted) after Kill; it waits until the server
 // answers.
 func (s *Server) Restart() {
 	s.t.Helper()
-	args := append([]string{
+	args := []string{
 		"--port", strconv.Itoa(s.port), "--bind", "127.0.0.1", "--dir", s.dir,
 		"--save", "", "--appendonly", "no", "--logfile", "", "--loglevel", "warning",
-	}, s.args...)
+	}
+	for _, a := range s.args {
+		if a == "@PORT@" {
+			a = strconv.Itoa(s.port)
+			s.tls = true
+		}
+		args = append(args, a)
+	}
 	s.cmd = exec.Command(s.path, args...)
 	if err := s.cmd.Start(); err != nil {
 		s.t.Fatalf("starting redis-server: %v", err)
@@ -96,7 +163,7 @@ func (s *Server) Kill() {
 // Do sends one command and returns its reply line (first line only).
 func (s *Server) Do(args ...string) string {
 	s.t.Helper()
-	c, err := net.DialTimeout("tcp", s.Addr(), 5*time.Second)
+	c, err := s.dial(5 * time.Second)
 	if err != nil {
 		s.t.Fatalf("redis %v: %v", args, err)
 	}
@@ -118,7 +185,7 @@ func (s *Server) Do(args ...string) string {
 }
 
 func (s *Server) ping() bool {
-	c, err := net.DialTimeout("tcp", s.Addr(), time.Second)
+	c, err := s.dial(time.Second)
 	if err != nil {
 		return false
 	}
@@ -140,3 +207,11 @@ func (s *Server) Pause() { _ = s.cmd.Process.Signal(syscall.SIGSTOP) }
 
 // Resume undoes Pause.
 func (s *Server) Resume() { _ = s.cmd.Process.Signal(syscall.SIGCONT) }
+
+func (s *Server) dial(timeout time.Duration) (net.Conn, error) {
+	d := &net.Dialer{Timeout: timeout}
+	if s.tls {
+		return tls.DialWithDialer(d, "tcp", s.Addr(), &tls.Config{InsecureSkipVerify: true})
+	}
+	return d.Dial("tcp", s.Addr())
+}
