@@ -378,6 +378,7 @@ func (b *Broker) subscribe() {
 	defer b.wg.Done()
 	channel := b.opts.Prefix + "msg"
 	backoff := 50 * time.Millisecond
+	down := false // logged as lost, not yet back
 	for {
 		dc, cancel := b.client.Dedicate()
 		wait := dc.SetPubSubHooks(rueidis.PubSubHooks{
@@ -403,6 +404,10 @@ func (b *Broker) subscribe() {
 		cancelDo()
 		if err == nil {
 			backoff = 50 * time.Millisecond
+			if down {
+				b.logger.Info("redis subscription restored")
+				down = false
+			}
 			select {
 			case err = <-wait:
 			case <-b.stop:
@@ -411,7 +416,12 @@ func (b *Broker) subscribe() {
 			}
 		}
 		cancel()
-		b.logger.Debug("redis subscription lost; reconnecting", zap.Error(err), zap.Duration("backoff", backoff))
+		if !down {
+			b.logger.Warn("redis subscription lost; reconnecting (streams stay up, publishes fail until it is back)", zap.Error(err))
+			down = true
+		} else {
+			b.logger.Debug("redis still unreachable", zap.Error(err), zap.Duration("backoff", backoff))
+		}
 		select {
 		case <-b.stop:
 			return
