@@ -69,6 +69,7 @@ type Broker struct {
 	last  uint64
 
 	payloads chan string
+	queued   atomic.Int64 // bytes in payloads
 	kick     chan struct{}
 	stop     chan struct{}
 	wg       sync.WaitGroup
@@ -386,11 +387,17 @@ func (b *Broker) subscribe() {
 				if b.dropped != nil && b.dropped(m.Message) {
 					return
 				}
+				// A loop that is behind finds the gap left by a dropped
+				// message and fills it from the history.
+				n := int64(len(m.Message))
+				if b.queued.Add(n) > maxQueuedBytes {
+					b.queued.Add(-n)
+					return
+				}
 				select {
 				case b.payloads <- m.Message:
 				default:
-					// The loop is behind: it finds the gap and fills it
-					// from the history.
+					b.queued.Add(-n)
 				}
 			},
 			OnSubscription: func(s rueidis.PubSubSubscription) {
@@ -448,6 +455,7 @@ func (b *Broker) deliver() {
 		case <-b.stop:
 			return
 		case p := <-b.payloads:
+			b.queued.Add(-int64(len(p)))
 			b.handle(p)
 		case <-b.kick:
 			b.catchUp()
@@ -514,6 +522,10 @@ func (b *Broker) catchUp() {
 		b.fill(pos.Seq)
 	}
 }
+
+// maxQueuedBytes bounds the pub/sub messages waiting for the delivery
+// loop; beyond it they are dropped, and filled from the history later.
+const maxQueuedBytes = 64 << 20
 
 // fillBatch is the most messages one fill call reads.
 const fillBatch = 1000
