@@ -76,7 +76,7 @@ func (AdminAPI) serve(w http.ResponseWriter, r *http.Request) error {
 		if r.Method != http.MethodGet {
 			return methodNotAllowed(w, http.MethodGet)
 		}
-		return writeJSON(w, h.Stats())
+		return writeJSON(w, h.StatsWithHistory())
 	case path == "topics":
 		if r.Method != http.MethodGet {
 			return methodNotAllowed(w, http.MethodGet)

@@ -485,6 +485,9 @@ func TestRedisBrokerReload(t *testing.T) {
 	tc := startCaddy(t, push("one:"), site)
 	first := tc.publish("news", "", "1")
 	epoch := tc.stats()["epoch"]
+	if h, _ := tc.stats()["history"].(map[string]any); h["broker"] != "redis" || h["last_id"] != first || h["retained"] != float64(1) {
+		t.Fatalf("stats history: %v", tc.stats()["history"])
+	}
 
 	if err := tc.load(push("one:"), site+"\n\trespond /other 204"); err != nil {
 		t.Fatal(err)

@@ -160,6 +160,15 @@ func (h *Hub) startFromBroker(q *brokerQuery) Start {
 	return st
 }
 
+// StatsWithHistory returns the hub's totals and, with a HistoryBroker,
+// what it says of the shared history. Unlike Stats, it may wait for the
+// broker.
+func (h *Hub) StatsWithHistory() Stats {
+	st := h.Stats()
+	st.History = h.historyStats()
+	return st
+}
+
 // historyStats asks a HistoryBroker about the shared history.
 func (h *Hub) historyStats() *HistoryStats {
 	if h.history == nil {

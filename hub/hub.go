@@ -74,10 +74,10 @@ var (
 // Hub owns the topics of one process: it numbers messages through its
 // broker, keeps their history and fans them out to subscribers.
 type Hub struct {
-	broker  Broker
-	history HistoryBroker // the broker, if it keeps history itself
-	cfg     atomic.Pointer[Config]
-	logger  atomic.Pointer[zap.Logger]
+	broker Broker
+	epoch  string
+	cfg    atomic.Pointer[Config]
+	logger atomic.Pointer[zap.Logger]
 
 	isClosed        atomic.Bool // mirrors closed, for Publish
 	published       atomic.Uint64
@@ -88,14 +88,9 @@ type Hub struct {
 
 	mu     sync.Mutex
 	closed bool
-	epoch  string
 	head   uint64 // sequence number of the last message delivered
-	// cacheFloor is the sequence number after which this hub has been
-	// delivered every message: with a HistoryBroker, older cursors are
-	// served by the broker.
-	cacheFloor uint64
-	topics     map[string]*topic
-	subs       map[*Subscription]struct{}
+	topics map[string]*topic
+	subs   map[*Subscription]struct{}
 	// fifo holds every retained message in sequence (and so time) order,
 	// for the TTL and total-bytes caps; entries evicted by a topic's own
 	// count cap stay until compacted.
@@ -115,6 +110,14 @@ type Hub struct {
 
 	stop chan struct{}
 	done chan struct{}
+
+	// history is the broker, if it keeps history itself (brokered.go).
+	history HistoryBroker
+	// cacheFloor, guarded by mu, is the sequence number after which this
+	// hub has been delivered every message: with a HistoryBroker, older
+	// cursors are served by the broker. epoch too is guarded by mu: a
+	// HistoryBroker may change it.
+	cacheFloor uint64
 }
 
 type topic struct {
@@ -593,7 +596,6 @@ func (h *Hub) Stats() Stats {
 	h.fillKindStatsLocked(&st)
 	h.mu.Unlock()
 	h.fillCounters(&st)
-	st.History = h.historyStats()
 	return st
 }
 

@@ -117,7 +117,7 @@ func TestTwoHubsOneSequence(t *testing.T) {
 		t.Fatalf("log holds %s, want %d", got, len(published))
 	}
 	// Stats: subscribers are this hub's, history is the shared one.
-	st := b.Stats()
+	st := b.StatsWithHistory()
 	if st.Subscribers != 1 || st.History == nil || st.History.Broker != "redis" ||
 		st.History.Retained != int64(len(published)) || st.History.LastID != published[len(published)-1] ||
 		st.History.RetainedBytes <= 0 {
@@ -142,7 +142,7 @@ func TestObserveSeesEveryCall(t *testing.T) {
 	})
 	publish(t, a, "x", "1")
 	a.Subscribe([]string{"x"}, hub.SubscribeOptions{LastEventID: "x-1"})
-	a.Stats()
+	a.StatsWithHistory()
 	srv.Kill()
 	a.Publish(context.Background(), &hub.Message{Topic: "x"})
 	mu.Lock()
@@ -445,7 +445,7 @@ func TestOutage(t *testing.T) {
 	if err != nil || !st.Reset {
 		t.Fatalf("subscribe during outage: %v, reset %v", err, st.Reset)
 	}
-	if e := a.Stats().History; e == nil || e.Error == "" {
+	if e := a.StatsWithHistory().History; e == nil || e.Error == "" {
 		t.Fatalf("stats during the outage: %+v", e)
 	}
 	time.Sleep(200 * time.Millisecond)
