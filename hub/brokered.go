@@ -86,17 +86,68 @@ type brokerQuery struct {
 	head     uint64 // the hub's head when the subscription was registered
 }
 
+// Subscribe registers a subscriber to topics and, atomically with it,
+// reads the history it must be sent first, so that replay and live
+// messages join with no gap and no duplicate. History the hub's cache
+// does not hold is read from a HistoryBroker, after the subscription is
+// registered: live messages that the replay covers are then skipped.
+func (h *Hub) Subscribe(topics []string, opts SubscribeOptions) (*Subscription, Start, error) {
+	s, st, err := h.subscribe(topics, opts)
+	if err != nil || st.query == nil {
+		return s, st, err
+	}
+	st = h.startFromBroker(st.query)
+	s.skipThrough(st.HeadSeq)
+	return s, st, nil
+}
+
+// Add subscribes s to more topics and, atomically with it, reads the
+// history of those topics after cursor last, as Subscribe does. Topics s
+// already has are left as they are and get no replay. Live messages of
+// the new topics follow in the queue; the caller must send the replay
+// before any of them.
+func (s *Subscription) Add(topics []string, last string) (Start, error) {
+	h := s.hub
+	var fresh []string
+	if h.history != nil && last != "" {
+		have := s.Topics()
+		for _, t := range topics {
+			if !slices.Contains(have, t) && !slices.Contains(fresh, t) {
+				fresh = append(fresh, t)
+			}
+		}
+	}
+	st, err := s.add(topics, last)
+	if err != nil {
+		return st, err
+	}
+	if st.query == nil && !st.Reset && len(fresh) > 0 && s.skipsPast(st.HeadSeq) {
+		// s was served by the broker past what this hub has received:
+		// the new topics' messages in between would be skipped when they
+		// arrive, so their replay must come from the broker too.
+		epoch, _, _ := parseID(st.Head)
+		st.query = &brokerQuery{epoch: epoch, topics: fresh, head: st.HeadSeq, earliest: last == EarliestID}
+		if !st.query.earliest {
+			_, st.query.after, _ = parseID(last)
+		}
+	}
+	if st.query != nil {
+		st = h.startFromBroker(st.query)
+	}
+	return st, nil
+}
+
 // brokerQueryLocked reports whether a subscriber to ts resuming from
 // cursor last must be served by the broker, and what to ask it. It is nil
 // with a memory broker, and whenever the cache has every message the
-// cursor needs, unless uncached says the cache is not enough.
-func (h *Hub) brokerQueryLocked(ts []*topic, last string, uncached bool) *brokerQuery {
+// cursor needs.
+func (h *Hub) brokerQueryLocked(ts []*topic, last string) *brokerQuery {
 	if h.history == nil || last == "" || len(ts) == 0 {
 		return nil
 	}
 	q := &brokerQuery{epoch: h.epoch, head: h.head}
 	if last == EarliestID {
-		if h.cacheFloor == 0 && !uncached {
+		if h.cacheFloor == 0 {
 			return nil
 		}
 		q.earliest = true
@@ -109,7 +160,7 @@ func (h *Hub) brokerQueryLocked(ts []*topic, last string, uncached bool) *broker
 		for _, t := range ts {
 			cached = cached && t.evicted <= seq
 		}
-		if cached && !uncached {
+		if cached {
 			return nil
 		}
 		q.after = seq

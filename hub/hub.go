@@ -415,6 +415,9 @@ type Start struct {
 	// HeadSeq is the sequence number of Head: live messages on the
 	// subscribed topics have greater ones.
 	HeadSeq uint64
+
+	// query, if set, is the replay to read from the broker instead.
+	query *brokerQuery
 }
 
 // SubscribeOptions are the optional parts of a subscription.
@@ -436,10 +439,10 @@ type SubscribeOptions struct {
 	Kind int
 }
 
-// Subscribe registers a subscriber to topics and, atomically with it,
+// subscribe registers a subscriber to topics and, atomically with it,
 // reads the history it must be sent first, so that replay and live
 // messages join with no gap and no duplicate.
-func (h *Hub) Subscribe(topics []string, opts SubscribeOptions) (*Subscription, Start, error) {
+func (h *Hub) subscribe(topics []string, opts SubscribeOptions) (*Subscription, Start, error) {
 	for _, name := range topics {
 		if err := ValidTopic(name); err != nil {
 			return nil, Start{}, err
@@ -457,8 +460,8 @@ func (h *Hub) Subscribe(topics []string, opts SubscribeOptions) (*Subscription, 
 	}
 
 	h.mu.Lock()
+	defer h.mu.Unlock()
 	if h.closed {
-		h.mu.Unlock()
 		return nil, Start{}, ErrClosed
 	}
 	h.trimLocked(cfg, time.Now())
@@ -466,20 +469,15 @@ func (h *Hub) Subscribe(topics []string, opts SubscribeOptions) (*Subscription, 
 	h.subs[s] = struct{}{}
 	h.subsPeak = max(h.subsPeak, len(h.subs))
 	h.countSubscribedLocked(s)
-	if q := h.brokerQueryLocked(s.topics, opts.LastEventID, false); q != nil {
-		h.mu.Unlock()
-		st := h.startFromBroker(q)
-		s.skipThrough(st.HeadSeq)
-		return s, st, nil
-	}
-	st := h.startLocked(s.topics, opts.LastEventID)
-	h.mu.Unlock()
-	return s, st, nil
+	return s, h.startLocked(s.topics, opts.LastEventID), nil
 }
 
 // startLocked computes what a subscriber to ts resuming from cursor last
 // is sent before live messages.
 func (h *Hub) startLocked(ts []*topic, last string) Start {
+	if q := h.brokerQueryLocked(ts, last); q != nil {
+		return Start{query: q}
+	}
 	st := Start{Head: formatID(h.epoch, h.head), HeadSeq: h.head}
 	after := uint64(0)
 	switch {
@@ -724,12 +722,12 @@ func (s *Subscription) End(err error) {
 	}
 }
 
-// Add subscribes s to more topics and, atomically with it, reads the
+// add subscribes s to more topics and, atomically with it, reads the
 // history of those topics after cursor last, as Subscribe does. Topics s
 // already has are left as they are and get no replay. Live messages of
 // the new topics follow in the queue; the caller must send the replay
 // before any of them.
-func (s *Subscription) Add(topics []string, last string) (Start, error) {
+func (s *Subscription) add(topics []string, last string) (Start, error) {
 	for _, name := range topics {
 		if err := ValidTopic(name); err != nil {
 			return Start{}, err
@@ -737,19 +735,12 @@ func (s *Subscription) Add(topics []string, last string) (Start, error) {
 	}
 	h := s.hub
 	h.mu.Lock()
+	defer h.mu.Unlock()
 	if s.err != nil {
-		h.mu.Unlock()
 		return Start{}, s.err
 	}
 	h.trimLocked(h.cfg.Load(), time.Now())
-	added := h.addTopicsLocked(s, topics)
-	if q := h.brokerQueryLocked(added, last, s.skipsPast(h.head)); q != nil {
-		h.mu.Unlock()
-		return h.startFromBroker(q), nil
-	}
-	st := h.startLocked(added, last)
-	h.mu.Unlock()
-	return st, nil
+	return h.startLocked(h.addTopicsLocked(s, topics), last), nil
 }
 
 // addTopicsLocked subscribes s to the topics it does not have yet and
