@@ -559,6 +559,12 @@ func (h *Hub) Close() error {
 
 // Stats are the hub's totals.
 type Stats struct {
+	// History, with a broker that keeps history for every hub on it,
+	// describes that shared history (StatsWithHistory); the other fields
+	// describe this hub alone (its subscribers, and its cache of the
+	// history).
+	History *HistoryStats `json:"history,omitempty"`
+
 	Epoch         string `json:"epoch"`
 	LastID        string `json:"last_id"`
 	Subscribers   int    `json:"subscribers"`
@@ -574,10 +580,6 @@ type Stats struct {
 	Evicted         uint64 `json:"evicted"`
 	// Kinds are the totals per SubscribeOptions.Kind.
 	Kinds [MaxKinds]KindStats `json:"-"`
-	// History, with a broker that keeps history for every hub on it,
-	// describes that shared history; the fields above describe this hub
-	// alone (its subscribers, and its cache of the history).
-	History *HistoryStats `json:"history,omitempty"`
 }
 
 // Stats returns the hub's totals.
