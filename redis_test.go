@@ -526,3 +526,24 @@ func TestRedisBrokerReload(t *testing.T) {
 		t.Fatalf("loading with redis down: %v", err)
 	}
 }
+
+// TestRedisBrokerMetrics: every call to Redis is a broker round trip in
+// the metrics, and a failed one a broker error.
+func TestRedisBrokerMetrics(t *testing.T) {
+	srv := redistest.Start(t)
+	tc := startCaddy(t, fmt.Sprintf("broker redis %s {\n\t\t\ttimeout 500ms\n\t\t}", srv.URL()), "push_sse /events/* news")
+	admin := "http://" + tc.admin + "/metrics"
+	const trips, errs = `caddy_push_broker_round_trip_duration_seconds_count`, `caddy_push_broker_errors_total`
+	base := scrape(t, admin)
+	tc.publish("news", "", "ok")
+	if got := scrape(t, admin)[trips] - base[trips]; got < 1 {
+		t.Fatalf("round trips moved by %v after a publish", got)
+	}
+	srv.Kill()
+	if status, body := tc.adminDo(http.MethodPost, "/push/topics/news", "down"); status != http.StatusServiceUnavailable {
+		t.Fatalf("publish with redis down: %d %s", status, body)
+	}
+	if got := scrape(t, admin)[errs] - base[errs]; got < 1 {
+		t.Fatalf("broker errors moved by %v after a failed publish", got)
+	}
+}

@@ -59,6 +59,8 @@ type Broker struct {
 	logger *zap.Logger
 	limits atomic.Pointer[limits]
 
+	roundTrips hub.RoundTripObserver // set before Open
+
 	// known is where delivery stands, for Publish to detect that Redis
 	// came back from an older snapshot.
 	known atomic.Pointer[hub.Position]
@@ -194,10 +196,21 @@ func (b *Broker) Open(r hub.Receiver) (hub.Position, error) {
 	return pos, nil
 }
 
-// observe reports a call to the Observe hook.
+// ObserveRoundTrips implements hub.ObservableBroker: o is told of every
+// call to Redis (as well as Options.Observe). Call it before Open.
+func (b *Broker) ObserveRoundTrips(o hub.RoundTripObserver) { b.roundTrips = o }
+
+// observe reports a call to the observers.
 func (b *Broker) observe(op string, start time.Time, err error) {
+	if b.opts.Observe == nil && b.roundTrips == nil {
+		return
+	}
+	took := time.Since(start)
 	if b.opts.Observe != nil {
-		b.opts.Observe(op, time.Since(start), err)
+		b.opts.Observe(op, took, err)
+	}
+	if b.roundTrips != nil {
+		b.roundTrips(took, err)
 	}
 }
 
@@ -612,4 +625,7 @@ func (b *Broker) Close() error {
 }
 
 // Interface guards
-var _ hub.HistoryBroker = (*Broker)(nil)
+var (
+	_ hub.HistoryBroker    = (*Broker)(nil)
+	_ hub.ObservableBroker = (*Broker)(nil)
+)

@@ -130,6 +130,7 @@ func TestObserveSeesEveryCall(t *testing.T) {
 	var mu sync.Mutex
 	calls := map[string]int{}
 	failed := 0
+	trips := 0
 	a := newNode(t, srv, hub.Config{}, func(b *Broker) {
 		b.opts.Observe = func(op string, d time.Duration, err error) {
 			mu.Lock()
@@ -139,6 +140,11 @@ func TestObserveSeesEveryCall(t *testing.T) {
 				failed++
 			}
 		}
+		b.ObserveRoundTrips(func(d time.Duration, err error) {
+			mu.Lock()
+			defer mu.Unlock()
+			trips++
+		})
 	})
 	publish(t, a, "x", "1")
 	a.Subscribe([]string{"x"}, hub.SubscribeOptions{LastEventID: "x-1"})
@@ -149,6 +155,13 @@ func TestObserveSeesEveryCall(t *testing.T) {
 	defer mu.Unlock()
 	if calls["publish"] != 2 || calls["stats"] != 1 || calls["sync"] < 1 || failed < 1 {
 		t.Fatalf("observed %v, %d failed", calls, failed)
+	}
+	total := 0
+	for _, n := range calls {
+		total += n
+	}
+	if trips != total {
+		t.Fatalf("round trip observer saw %d calls, Observe %d", trips, total)
 	}
 }
 
