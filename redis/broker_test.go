@@ -409,6 +409,10 @@ func TestRedisRestartedEmptyStartsANewEpoch(t *testing.T) {
 		t.Fatalf("ended with %v", sub.Err())
 	}
 	waitFor(t, func() bool { return a.Epoch() != oldEpoch && b.Epoch() == a.Epoch() })
+	// The cache of the lost epoch is gone, and counted as gone.
+	if st := b.Stats(); st.Retained != 0 || st.RetainedBytes != 0 || st.Evicted != 0 {
+		t.Fatalf("cache after the reset: %d messages, %d bytes, %d evicted", st.Retained, st.RetainedBytes, st.Evicted)
+	}
 	sub, st, _ := b.Subscribe([]string{"x"}, hub.SubscribeOptions{LastEventID: old})
 	if !st.Reset {
 		t.Fatal("cursor of the lost epoch not reset")
