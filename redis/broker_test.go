@@ -538,7 +538,7 @@ func TestTLS(t *testing.T) {
 	srv := redistest.StartTLS(t)
 	// The test's certificate is self-signed; a real one verifies against
 	// the system's roots.
-	b, err := New(Options{URL: srv.URL() + "?skip_verify=true"})
+	b, err := New(Options{URL: srv.URL() + "?skip_verify=true", Timeout: 10 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -556,7 +556,7 @@ func TestTLS(t *testing.T) {
 		t.Fatalf("got %s, want %s", got[0].ID(), ids[0])
 	}
 	// Without skip_verify the self-signed certificate is refused.
-	b, _ = New(Options{URL: srv.URL()})
+	b, _ = New(Options{URL: srv.URL(), Timeout: 10 * time.Second})
 	if _, err := hub.New(b, hub.Config{}, nil); err == nil || !strings.Contains(err.Error(), "certificate") {
 		t.Fatalf("self-signed certificate accepted: %v", err)
 	}
