@@ -6,7 +6,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 )
 
@@ -116,10 +115,9 @@ func TestJSONConfig(t *testing.T) {
 		}}}
 	}
 }`, tc.admin, tc.dir, tc.http)
-	if err := caddy.Load([]byte(cfg), true); err != nil {
+	if err := tc.loadJSON([]byte(cfg)); err != nil {
 		t.Fatal(err)
 	}
-	adminClient.CloseIdleConnections()
 	c := mustSubscribe(t, tc.url("/?topic=x/1"), nil)
 	a, b := tc.publish("news", "", "1"), tc.publish("x/1", "", "2")
 	for _, id := range []string{a, b} {
@@ -136,7 +134,7 @@ func TestJSONConfig(t *testing.T) {
 
 	// A handler with neither topic nor subscribe is refused.
 	bad := strings.Replace(cfg, `"topic": ["news"], "subscribe": ["x/*"], `, "", 1)
-	if err := caddy.Load([]byte(bad), true); err == nil || !strings.Contains(err.Error(), "no topic and no subscribe") {
+	if err := tc.loadJSON([]byte(bad)); err == nil || !strings.Contains(err.Error(), "no topic and no subscribe") {
 		t.Fatalf("config with no topic: %v", err)
 	}
 }

@@ -276,10 +276,9 @@ func startExample(t *testing.T) *testCaddy {
 		t.Fatalf("examples/Caddyfile does not listen on HTTP_PORT %s: %s", port, cfg)
 	}
 	cfg = bytes.ReplaceAll(cfg, []byte(`":`+port+`"`), []byte(`"`+tc.http+`"`))
-	if err := caddy.Load(cfg, true); err != nil {
+	if err := tc.loadJSON(cfg); err != nil {
 		t.Fatalf("loading examples/Caddyfile: %v", err)
 	}
-	adminClient.CloseIdleConnections()
 	return tc
 }
 

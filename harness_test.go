@@ -106,11 +106,62 @@ func (tc *testCaddy) load(push, site string) error {
 	if err != nil {
 		return err
 	}
-	err = caddy.Load(cfg, true)
-	// Loading a config restarts the admin endpoint: drop connections kept
-	// alive to the old one.
-	adminClient.CloseIdleConnections()
+	return tc.loadJSON(cfg)
+}
+
+// loadJSON runs a JSON config, replacing the running one, and returns
+// once the replaced config's listeners are closed.
+func (tc *testCaddy) loadJSON(cfg []byte) error {
+	tc.t.Helper()
+	err := caddy.Load(cfg, true)
+	tc.settle()
 	return err
+}
+
+// settle waits until the site and the admin endpoint each have one
+// listening socket, the running config's, and drops client connections
+// kept alive to the replaced config's servers.
+//
+// On Linux, Caddy binds each config's listeners anew with SO_REUSEPORT,
+// and caddy.Load returns before the replaced config's sockets are closed:
+// the old HTTP servers' Shutdown and the old admin endpoint's run in
+// goroutines, and a listener's socket is closed only once its Accept has
+// returned. Meanwhile the kernel hands part of the new connections to the
+// old socket; the old server answers them with the old config, or the
+// socket closes with them still queued and they are reset (EOF or
+// "connection reset" on the client's first request).
+func (tc *testCaddy) settle() {
+	tc.t.Helper()
+	for _, addr := range []string{tc.http, tc.admin} {
+		waitOneListener(tc.t, addr)
+	}
+	adminClient.CloseIdleConnections()
+	sseClient.CloseIdleConnections()
+}
+
+// waitOneListener waits until at most one socket listens on addr. Caddy
+// counts a listener out just before closing its socket, and closing it
+// waits for its Accept to return, so the count comes first and the kernel
+// (where listenSockets can ask it) has the last word.
+func waitOneListener(t testing.TB, addr string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		n := caddy.ListenerUsage("tcp", addr)
+		if n <= 1 {
+			var err error
+			if n, err = listenSockets(addr); err != nil {
+				return
+			}
+			if n <= 1 {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d sockets still listen on %s 30s after a load", n, addr)
+		}
+		time.Sleep(time.Millisecond)
+	}
 }
 
 var adminClient = &http.Client{Timeout: 30 * time.Second}
