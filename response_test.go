@@ -164,6 +164,9 @@ func TestStreamsAreCaddyResponses(t *testing.T) {
 	checkHeaders(t, "WebSocket behind encode", zwsResp.Header)
 	waitSubscribers(t, tc, 5)
 
+	// Every stream is read up to the last message before it is closed:
+	// the end of each is logged with all 20.
+	var ec *sseConn
 	for i := range 20 {
 		id := tc.publish("news", "", strings.Repeat("x", i))
 		if ev := h1.next(t); ev.ID != id {
@@ -180,14 +183,14 @@ func TestStreamsAreCaddyResponses(t *testing.T) {
 			body = zr
 		}
 		if i == 0 {
-			ec := &sseConn{resp: resp, r: bufio.NewReader(body), cancel: func() {}, events: make(chan event, 32)}
+			ec = &sseConn{resp: resp, r: bufio.NewReader(body), cancel: func() {}, events: make(chan event, 32)}
 			go ec.read()
 			defer func() {
 				resp.Body.Close()
 			}()
-			if ev := ec.next(t); ev.ID != id {
-				t.Fatalf("encode: got %+v, want %s", ev, id)
-			}
+		}
+		if ev := ec.next(t); ev.ID != id {
+			t.Fatalf("encode: got %+v, want %s", ev, id)
 		}
 		if f := ws.message(); f.ID != id {
 			t.Fatalf("WebSocket: got %+v, want %s", f, id)
