@@ -367,7 +367,7 @@ func requireNode(t *testing.T) {
 		return
 	}
 	if os.Getenv("PUSH_REQUIRE_NODE") != "" {
-		t.Fatalf("PUSH_REQUIRE_NODE is set but testdata/node/node_modules is missing: run npm ci --prefix testdata/node")
+		t.Fatalf("PUSH_REQUIRE_NODE is set but testdata/node/node_modules cannot be used (%v): run npm ci --prefix testdata/node", err)
 	}
 	skipClient(t, "node client not installed: npm ci --prefix testdata/node")
 }
