@@ -326,6 +326,11 @@ func (s *Stream) Run(done <-chan struct{}) error {
 	sub := s.sub
 	var batch []*hub.Message
 	for {
+		if len(sub.Ready()) == 0 {
+			if err := s.idle(); err != nil {
+				return err
+			}
+		}
 		select {
 		case <-sub.Ready():
 			// Everything queued goes out in bounded writes; the batch's
@@ -352,6 +357,21 @@ func (s *Stream) Run(done <-chan struct{}) error {
 			timer.Reset(s.opts.Heartbeat)
 		}
 	}
+}
+
+// idle drops the write deadline of a stream with nothing left to write:
+// HTTP/2 resets a stream whose deadline passes even when no write is
+// under way, which would cut every subscriber idle for longer than the
+// write timeout.
+func (s *Stream) idle() error {
+	if s.deadline.IsZero() || s.interrupted {
+		return nil
+	}
+	s.deadline = time.Time{}
+	if err := s.rc.SetWriteDeadline(time.Time{}); err != nil && !errors.Is(err, http.ErrNotSupported) {
+		return err
+	}
+	return nil
 }
 
 // write sends b in one write and flushes once.
