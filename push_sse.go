@@ -182,9 +182,9 @@ func (h *SSE) serveConn(w http.ResponseWriter, r *http.Request, topics []string,
 				c.End(graceFor(reason))
 			} // else Serve sees the subscription ended
 		},
-		OnReady: func() {
+		OnReadyDirect: func() {
 			if c := conn.Load(); c != nil {
-				c.Kick()
+				c.Wake()
 			}
 		},
 	})

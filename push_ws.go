@@ -346,9 +346,9 @@ func (h *WS) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handl
 				s.Ended(reason)
 			}
 		},
-		OnReady: func() {
+		OnReadyDirect: func() {
 			if s := sess.Load(); s != nil {
-				s.Kick()
+				s.Wake()
 			}
 		},
 	})

@@ -236,6 +236,7 @@ func (h *Hub) deliver(msgs []*Message) {
 	cfg := h.cfg.Load()
 	now := time.Now()
 	var hooks []func()
+	var woken []*Subscription
 
 	h.mu.Lock()
 	if h.closed {
@@ -271,7 +272,11 @@ func (h *Hub) deliver(msgs []*Message) {
 			t.evicted = m.Seq
 		}
 		for s := range t.subs {
-			if !s.enqueue(m) {
+			queued, first := s.enqueue(m)
+			if first && s.direct != nil {
+				woken = append(woken, s)
+			}
+			if !queued {
 				h.droppedSlow.Add(1)
 				if hook := h.endLocked(s, ErrSlow); hook != nil {
 					hooks = append(hooks, hook)
@@ -283,6 +288,7 @@ func (h *Hub) deliver(msgs []*Message) {
 	h.trimLocked(cfg, now)
 	h.mu.Unlock()
 
+	wake(woken)
 	// The broker may still hold a lock of its own: never let a
 	// transport's hook make the publisher wait.
 	for _, f := range hooks {
@@ -434,6 +440,11 @@ type SubscribeOptions struct {
 	// empty, instead of a value being sent on Ready. It is called with
 	// the hub locked: it must not block or call into the hub.
 	OnReady func()
+	// OnReadyDirect, if set, is called instead of OnReady, once the hub
+	// lock is released: from the delivering goroutine when a delivery
+	// wakes few subscriptions, else from one goroutine for all of them.
+	// It must not block.
+	OnReadyDirect func()
 	// Kind, from 0 to MaxKinds-1, sorts the subscription for counting:
 	// Stats reports subscribers and deliveries per kind.
 	Kind int
@@ -456,6 +467,7 @@ func (h *Hub) subscribe(topics []string, opts SubscribeOptions) (*Subscription, 
 		done:    make(chan struct{}),
 		onEnd:   opts.OnEnd,
 		onReady: opts.OnReady,
+		direct:  opts.OnReadyDirect,
 		kind:    kindOf(opts.Kind),
 	}
 
@@ -639,6 +651,7 @@ type Subscription struct {
 	done    chan struct{}
 	onEnd   func(error)
 	onReady func()
+	direct  func()
 	kind    uint8
 
 	qmu   sync.Mutex
@@ -650,9 +663,11 @@ type Subscription struct {
 	err    error
 }
 
-// enqueue adds m to the queue; it reports false if the queue is full.
-// The queue grows as needed, so an idle subscriber holds no buffer.
-func (s *Subscription) enqueue(m *Message) bool {
+// enqueue adds m to the queue; it reports false if the queue is full,
+// and first if the queue was empty. The queue grows as needed, so an idle
+// subscriber holds no buffer. With an OnReadyDirect hook, the caller
+// calls it once the hub lock is released.
+func (s *Subscription) enqueue(m *Message) (queued, first bool) {
 	s.qmu.Lock()
 	if m.Seq <= s.skip {
 		s.qmu.Unlock()
@@ -661,11 +676,11 @@ func (s *Subscription) enqueue(m *Message) bool {
 	n := len(s.queue)
 	if n >= s.limit {
 		s.qmu.Unlock()
-		return false
+		return false, false
 	}
 	s.queue = append(s.queue, m)
 	s.qmu.Unlock()
-	if n == 0 {
+	if n == 0 && s.direct == nil {
 		if s.onReady != nil {
 			s.onReady()
 		} else {
@@ -675,7 +690,7 @@ func (s *Subscription) enqueue(m *Message) bool {
 			}
 		}
 	}
-	return true
+	return true, n == 0
 }
 
 // Ready receives a value when messages may be waiting to be taken.

@@ -100,3 +100,43 @@ func (p *Pump) run() {
 		}
 	}
 }
+
+// Direct is the subscription's OnReadyDirect hook: it calls try, in the
+// caller's goroutine, to write what is queued without waiting, unless a
+// writer goroutine runs (that one is woken instead). try reports whether
+// everything was written; if not (the socket would block, a lock was
+// busy, the write was partial) the pump's goroutine writes the rest, as
+// after Kick. Writes never overlap. It never blocks.
+func (p *Pump) Direct(try func() bool) {
+	if !p.started.Load() {
+		return
+	}
+	if !p.draining.CompareAndSwap(false, true) {
+		select {
+		case p.kick <- struct{}{}:
+		default:
+		}
+		return
+	}
+	done := false
+	func() {
+		defer func() {
+			if v := recover(); v != nil {
+				done = true
+				p.draining.Store(false)
+				if p.onPanic != nil {
+					p.onPanic(v)
+				}
+			}
+		}()
+		done = try()
+	}()
+	if done {
+		p.draining.Store(false)
+		// A message queued while try wrote found draining set.
+		if p.sub.Queued() == 0 || !p.draining.CompareAndSwap(false, true) {
+			return
+		}
+	}
+	go p.run()
+}

@@ -3,11 +3,13 @@ package sse
 import (
 	"net"
 	"sync"
+	"syscall"
 	"time"
 
 	"go.uber.org/zap"
 
 	"github.com/caddy-push/push/hub"
+	"github.com/caddy-push/push/internal/takeover"
 )
 
 // Conn is an event stream on a connection of its own, taken over from
@@ -18,7 +20,8 @@ import (
 type Conn struct {
 	encoder
 	conn     net.Conn
-	deadline time.Time // the write deadline last set
+	raw      syscall.RawConn // the socket, for writes that never wait; nil if none
+	deadline time.Time       // the write deadline last set
 
 	mu        sync.Mutex // held to write and to close
 	closed    bool
@@ -26,12 +29,16 @@ type Conn struct {
 	batch     []*hub.Message
 	pump      hub.Pump
 	beat      *time.Timer
+	// nonblock is set while Wake writes from the delivering goroutine;
+	// pending holds what such a write left, written before anything else.
+	nonblock bool
+	pending  []byte
 }
 
 // NewConn prepares a stream on c, a connection whose response head has
 // been sent. Serve it with Serve.
 func NewConn(c net.Conn, opts Options) *Conn {
-	return &Conn{encoder: encoder{opts: opts}, conn: c}
+	return &Conn{encoder: encoder{opts: opts}, conn: c, raw: takeover.RawConn(c)}
 }
 
 // Serve streams sub: it writes the reset notice and the replay, then
@@ -82,13 +89,55 @@ func (c *Conn) Serve(sub *hub.Subscription, start hub.Start, lastEventID string)
 // them written. It never blocks.
 func (c *Conn) Kick() { c.pump.Kick() }
 
+// Wake is the subscription's OnReadyDirect hook: on a plain TCP
+// connection with no writer running, what is queued is written at once
+// from the caller's goroutine, as much as the socket takes without
+// waiting; the rest, or everything on another connection, is left to the
+// pump's goroutine. It never blocks.
+func (c *Conn) Wake() {
+	if c.raw == nil {
+		c.pump.Kick()
+		return
+	}
+	c.pump.Direct(c.tryQueued)
+}
+
+// tryQueued writes what is queued without waiting and reports whether
+// nothing is left to write.
+func (c *Conn) tryQueued() bool {
+	if !c.mu.TryLock() {
+		return false // a heartbeat is being written
+	}
+	defer c.mu.Unlock()
+	if c.closed {
+		return true
+	}
+	if len(c.pending) > 0 {
+		return false
+	}
+	c.nonblock = true
+	_, err := c.sendQueuedLocked()
+	c.nonblock = false
+	return err != nil || len(c.pending) == 0
+}
+
 // sendQueued writes everything queued and reports how many messages it
 // took. A failed write closes the connection.
 func (c *Conn) sendQueued() (int, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	return c.sendQueuedLocked()
+}
+
+func (c *Conn) sendQueuedLocked() (int, error) {
 	if c.closed {
 		return 0, errInterrupted
+	}
+	if len(c.pending) > 0 && !c.nonblock {
+		if err := c.write(nil); err != nil {
+			c.closeLocked()
+			return 0, err
+		}
 	}
 	c.batch = c.sub.Take(c.batch)
 	n := len(c.batch)
@@ -124,9 +173,56 @@ func (c *Conn) heartbeat() {
 	c.beat.Reset(c.opts.Heartbeat - idle)
 }
 
-// write sends b in one write, under the write deadline. Call it with c.mu
+// write sends b in one write, under the write deadline, after what a
+// write that could not wait left. While nonblock is set it writes what
+// the socket takes now and keeps the rest in pending. Call it with c.mu
 // held.
 func (c *Conn) write(b []byte) error {
+	if c.nonblock {
+		return c.tryWrite(b)
+	}
+	if len(c.pending) > 0 {
+		p := c.pending
+		c.pending = nil
+		if err := c.writeAll(p); err != nil {
+			return err
+		}
+	}
+	if len(b) == 0 {
+		return nil
+	}
+	return c.writeAll(b)
+}
+
+// tryWrite writes what of b the socket takes now and keeps a copy of the
+// rest in pending (b may be a shared encoding or a pooled buffer).
+func (c *Conn) tryWrite(b []byte) error {
+	n := 0
+	if len(c.pending) == 0 {
+		if !c.deadline.IsZero() && time.Until(c.deadline) <= 0 {
+			// An expired deadline fails even a write that would not
+			// wait; the next write that may wait sets a new one.
+			c.deadline = time.Time{}
+			if err := c.conn.SetWriteDeadline(c.deadline); err != nil {
+				return err
+			}
+		}
+		var err error
+		if n, err = takeover.TryWrite(c.raw, b); err != nil {
+			return err
+		}
+		c.bytes += int64(n)
+		if n > 0 {
+			c.lastWrite = time.Now()
+		}
+	}
+	if n < len(b) {
+		c.pending = append(c.pending, b[n:]...)
+	}
+	return nil
+}
+
+func (c *Conn) writeAll(b []byte) error {
 	if d := nextDeadline(c.deadline, c.opts.WriteTimeout); !d.IsZero() {
 		c.deadline = d
 		if err := c.conn.SetWriteDeadline(d); err != nil {

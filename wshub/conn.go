@@ -15,6 +15,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"syscall"
 	"time"
 	"unicode/utf8"
 
@@ -75,6 +76,14 @@ type conn struct {
 	deadline time.Time   // the write deadline last set
 	iov      [][]byte    // reused for writev
 	bufs     net.Buffers // what writev has left to write
+
+	// raw is the socket, for writes that never wait (nil if none);
+	// nonblock is set while a session writes from the delivering
+	// goroutine, and pending holds what such a write left, written
+	// before anything else.
+	raw      syscall.RawConn
+	nonblock bool
+	pending  []byte
 }
 
 // Read returns what was read before the hijack first. Only the read loop
@@ -104,9 +113,63 @@ func (c *conn) write(p []byte, timeout time.Duration) (int, error) {
 	if err := c.setDeadline(timeout); err != nil {
 		return 0, err
 	}
+	if err := c.flushPendingLocked(); err != nil {
+		return 0, err
+	}
 	n, err := c.Conn.Write(p)
 	c.written += int64(n)
 	return n, err
+}
+
+// flushPending writes what a write that could not wait left.
+func (c *conn) flushPending() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.pending) == 0 {
+		return nil
+	}
+	if err := c.setDeadline(c.timeout); err != nil {
+		return err
+	}
+	return c.flushPendingLocked()
+}
+
+// flushPendingLocked writes what a write that could not wait left. Call
+// it with c.mu held, the deadline set.
+func (c *conn) flushPendingLocked() error {
+	if len(c.pending) == 0 {
+		return nil
+	}
+	p := c.pending
+	c.pending = nil
+	return c.writeLocked(p)
+}
+
+// tryFramesLocked writes what of frames the socket takes now and keeps a
+// copy of the rest in pending. Call it with c.mu held.
+func (c *conn) tryFramesLocked(frames [][]byte) error {
+	for _, f := range frames {
+		n := 0
+		if len(c.pending) == 0 {
+			if !c.deadline.IsZero() && time.Until(c.deadline) <= 0 {
+				// An expired deadline fails even a write that would not
+				// wait; the next write that may wait sets a new one.
+				c.deadline = time.Time{}
+				if err := c.Conn.SetWriteDeadline(c.deadline); err != nil {
+					return err
+				}
+			}
+			var err error
+			if n, err = takeover.TryWrite(c.raw, f); err != nil {
+				return err
+			}
+			c.written += int64(n)
+		}
+		if n < len(f) {
+			c.pending = append(c.pending, f[n:]...)
+		}
+	}
+	return nil
 }
 
 // setDeadline makes the write about to start end within timeout. Moving a
@@ -148,8 +211,23 @@ func (c *conn) writeFrames(frames [][]byte) error {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	return c.writeFramesLocked(frames)
+}
+
+// writeFramesLocked is writeFrames with c.mu held; while nonblock is set
+// it writes only what the socket takes now.
+func (c *conn) writeFramesLocked(frames [][]byte) error {
+	if c.nonblock {
+		return c.tryFramesLocked(frames)
+	}
 	if err := c.setDeadline(c.timeout); err != nil {
 		return err
+	}
+	if err := c.flushPendingLocked(); err != nil {
+		return err
+	}
+	if len(frames) == 1 {
+		return c.writeLocked(frames[0])
 	}
 	if tc, ok := c.Conn.(*net.TCPConn); ok {
 		// WriteTo consumes the slice it is called on: give it a field
@@ -243,7 +321,7 @@ func (s *hijackShim) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	s.conn = &conn{Conn: nc, timeout: s.timeout, skipHead: true}
+	s.conn = &conn{Conn: nc, timeout: s.timeout, skipHead: true, raw: takeover.RawConn(nc)}
 	// The client may have sent frames as soon as it had the head, and
 	// net/http may have read some: gorilla refuses a hijacked reader
 	// holding data, so the connection hands them out instead.

@@ -122,6 +122,7 @@ type Session struct {
 
 	wmu     sync.Mutex // held to write and to change the fields below
 	closing bool       // a close frame was sent or the connection failed
+	direct  bool       // Wake writes, with the connection's lock held
 	// since holds, for each subscribed topic, the sequence number after
 	// which its messages are sent: queued messages at or below it were
 	// either replayed already or queued before an unsubscribe.
@@ -237,6 +238,47 @@ func (s *Session) Serve(start hub.Start, last string) error {
 // them written. It never blocks.
 func (s *Session) Kick() { s.pump.Kick() }
 
+// Wake is the subscription's OnReadyDirect hook: on a plain TCP
+// connection with no writer running, what is queued is written at once
+// from the caller's goroutine, as much as the socket takes without
+// waiting; the rest, or everything on another connection, is left to the
+// pump's goroutine. It never blocks.
+func (s *Session) Wake() {
+	if s.c.conn.raw == nil {
+		s.pump.Kick()
+		return
+	}
+	s.pump.Direct(s.tryQueued)
+}
+
+// tryQueued writes what is queued without waiting and reports whether
+// nothing is left to write.
+func (s *Session) tryQueued() bool {
+	if !s.wmu.TryLock() {
+		return false // an answer or a ping is being written
+	}
+	defer s.wmu.Unlock()
+	if s.closing {
+		return true
+	}
+	c := s.c.conn
+	if !c.mu.TryLock() {
+		return false // the read loop writes a pong
+	}
+	defer c.mu.Unlock()
+	if len(c.pending) > 0 {
+		return false
+	}
+	s.direct, c.nonblock = true, true
+	err := s.sendQueued()
+	s.direct, c.nonblock = false, false
+	if err != nil {
+		s.failLocked() // the read loop finishes up
+		return true
+	}
+	return len(c.pending) == 0
+}
+
 // drainOnce writes what is queued and reports how many messages it took.
 // A failed write closes the connection; the read loop then ends and
 // finishes up.
@@ -245,6 +287,10 @@ func (s *Session) drainOnce() (int, error) {
 	defer s.wmu.Unlock()
 	if s.closing {
 		return 0, net.ErrClosed
+	}
+	if err := s.c.conn.flushPending(); err != nil {
+		s.failLocked()
+		return 0, err
 	}
 	if err := s.sendQueued(); err != nil {
 		s.failLocked()
@@ -438,7 +484,12 @@ func (s *Session) flush() error {
 	if len(s.frames) == 0 {
 		return nil
 	}
-	err := s.c.conn.writeFrames(s.frames)
+	var err error
+	if s.direct {
+		err = s.c.conn.writeFramesLocked(s.frames)
+	} else {
+		err = s.c.conn.writeFrames(s.frames)
+	}
 	clear(s.frames)
 	s.frames = s.frames[:0]
 	if cap(s.frames) > keepFrames {
