@@ -140,3 +140,6 @@ func (p *Pump) Direct(try func() bool) {
 	}
 	go p.run()
 }
+
+// Idle reports whether the pump has started and no goroutine of it runs.
+func (p *Pump) Idle() bool { return p.started.Load() && !p.draining.Load() }

@@ -81,3 +81,99 @@ func TestPump(t *testing.T) {
 		t.Fatalf("wrote %v, want %s", got, want)
 	}
 }
+
+// TestPumpDirect checks the write from the delivery: with no writer
+// running, OnReadyDirect writes in the publisher's goroutine, before
+// Publish returns; what it leaves is written by the pump's goroutine; a
+// delivery that finds the writer running wakes it instead; writes never
+// overlap and nothing is lost or reordered.
+func TestPumpDirect(t *testing.T) {
+	h := newHub(t, Config{Buffer: 1 << 16})
+	var p Pump
+	var (
+		mu      sync.Mutex
+		got     []string
+		writing atomic.Bool
+		leave   atomic.Bool // try writes nothing and says so
+		tries   atomic.Int64
+		runs    atomic.Int64
+	)
+	sub, _, err := h.Subscribe([]string{"t"}, SubscribeOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	take := func() int {
+		if !writing.CompareAndSwap(false, true) {
+			t.Error("two writes at once")
+		}
+		defer writing.Store(false)
+		buf := sub.Take(nil)
+		mu.Lock()
+		for _, m := range buf {
+			got = append(got, string(m.Data))
+		}
+		mu.Unlock()
+		return len(buf)
+	}
+	try := func() bool {
+		tries.Add(1)
+		if leave.Load() {
+			return false
+		}
+		take()
+		return true
+	}
+	p.Init(sub, func() (int, error) { runs.Add(1); return take(), nil }, nil)
+	sub.direct = func() { p.Direct(try) }
+	p.Start()
+
+	if _, err := h.Publish(context.Background(), &Message{Topic: "t", Data: []byte("0")}); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	n := len(got)
+	mu.Unlock()
+	if n != 1 || tries.Load() != 1 || runs.Load() != 0 {
+		t.Fatalf("after one publish: %d written, %d tries, %d runs; want 1, 1, 0", n, tries.Load(), runs.Load())
+	}
+
+	// try leaves everything: the goroutine writes it.
+	leave.Store(true)
+	if _, err := h.Publish(context.Background(), &Message{Topic: "t", Data: []byte("1")}); err != nil {
+		t.Fatal(err)
+	}
+	leave.Store(false)
+
+	// Concurrent publishers, some deliveries finding the writer running.
+	const pubs, each = 4, 500
+	var wg sync.WaitGroup
+	for range pubs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range each {
+				if _, err := h.Publish(context.Background(), &Message{Topic: "t", Data: []byte("x")}); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	deadline := time.Now().Add(10 * time.Second)
+	for !p.Idle() || sub.Queued() > 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("pump never went idle")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(got) != 2+pubs*each || got[0] != "0" || got[1] != "1" {
+		t.Fatalf("%d written (first %q), want %d", len(got), got[:2], 2+pubs*each)
+	}
+	if runs.Load() == 0 {
+		t.Error("the goroutine never ran")
+	}
+}
