@@ -70,12 +70,13 @@ type conn struct {
 	timeout time.Duration
 
 	mu       sync.Mutex
-	skipHead bool        // the next write is gorilla's head, already sent
-	early    []byte      // read before the hijack: the first bytes Read returns
-	written  int64       // bytes written
-	deadline time.Time   // the write deadline last set
-	iov      [][]byte    // reused for writev
-	bufs     net.Buffers // what writev has left to write
+	skipHead bool          // the next write is gorilla's head, already sent
+	early    []byte        // read before the hijack: the first bytes Read returns
+	br       *bufio.Reader // gorilla's reader, over this conn
+	written  int64         // bytes written
+	deadline time.Time     // the write deadline last set
+	iov      [][]byte      // reused for writev
+	bufs     net.Buffers   // what writev has left to write
 
 	// raw is the socket, for writes that never wait (nil if none);
 	// nonblock is set while a session writes from the delivering
@@ -98,6 +99,18 @@ func (c *conn) Read(p []byte) (int, error) {
 		return n, nil
 	}
 	return c.Conn.Read(p)
+}
+
+// waitReadable returns once the client has sent something that gorilla's
+// reader does not hold yet, or the read deadline passed, or the
+// connection failed, without reading it. An idle read loop waits here, in
+// a few small frames, rather than deep in gorilla's reader, so that the
+// runtime can shrink its stack while the connection is idle.
+func (c *conn) waitReadable() error {
+	if c.raw == nil || len(c.early) > 0 || c.br == nil || c.br.Buffered() > 0 {
+		return nil
+	}
+	return waitReadable(c.raw)
 }
 
 // Write writes p, one or more whole frames, under the lock and deadline.
@@ -328,9 +341,11 @@ func (s *hijackShim) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if n := brw.Reader.Buffered(); n > 0 {
 		b, _ := brw.Reader.Peek(n)
 		s.conn.early = bytes.Clone(b)
-		brw.Reader.Reset(s.conn)
 	}
-	return s.conn, brw, nil
+	// gorilla reads through this small reader rather than net/http's
+	// 4 KiB one, and the read loop can see whether it holds a frame.
+	s.conn.br = bufio.NewReaderSize(s.conn, readBufferSize)
+	return s.conn, bufio.NewReadWriter(s.conn.br, brw.Writer), nil
 }
 
 // acceptKey is the Sec-WebSocket-Accept answer to key (RFC 6455, section
@@ -350,7 +365,8 @@ var ErrNotUpgrade = errors.New("not a WebSocket upgrade request")
 
 // readBufferSize is the read buffer of a connection: client frames are
 // few and small, so a small buffer kept for the life of the connection
-// costs less than the 4 KiB one net/http has.
+// costs less than the 4 KiB one net/http has. It must be over 256 bytes
+// for gorilla to use it.
 const readBufferSize = 512
 
 // Upgrade answers the handshake and returns the connection. Once Upgrade
@@ -362,8 +378,9 @@ func Upgrade(w http.ResponseWriter, r *http.Request, writeTimeout time.Duration)
 	shim := &hijackShim{ResponseWriter: w, r: r, timeout: writeTimeout}
 	u := websocket.Upgrader{
 		HandshakeTimeout: writeTimeout,
-		ReadBufferSize:   readBufferSize,
-		WriteBufferPool:  writeBufferPool,
+		// Zero: gorilla reads through the hijacked reader, conn.br.
+		ReadBufferSize:  0,
+		WriteBufferPool: writeBufferPool,
 		// The handler checks Origin before it upgrades.
 		CheckOrigin: func(*http.Request) bool { return true },
 	}

@@ -3,6 +3,7 @@ package wshub
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -156,5 +157,41 @@ func TestWakeStalledReader(t *testing.T) {
 	_ = ws.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
 	if _, got, err := ws.ReadMessage(); err == nil {
 		t.Fatalf("extra message %q", got)
+	}
+}
+
+// maskedFrame is one client frame (masked, as a client must send it).
+func maskedFrame(op byte, payload []byte) []byte {
+	key := [4]byte{1, 2, 3, 4}
+	b := []byte{0x80 | op, 0x80 | byte(len(payload))}
+	b = append(b, key[:]...)
+	for i, c := range payload {
+		b = append(b, c^key[i%4])
+	}
+	return b
+}
+
+// TestFramesInOneSegment checks that frames arriving together are all
+// served: the idle read loop waits for the socket only when gorilla's
+// reader holds nothing.
+func TestFramesInOneSegment(t *testing.T) {
+	h := newHub(t)
+	ws := serve(t, h, Options{})
+	var both []byte
+	for i := range 3 {
+		both = append(both, maskedFrame(opText, fmt.Appendf(nil, `{"type":"unsubscribe","topics":["x"],"ref":%d}`, i))...)
+	}
+	if _, err := ws.NetConn().Write(both); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		_ = ws.SetReadDeadline(time.Now().Add(5 * time.Second))
+		_, got, err := ws.ReadMessage()
+		if err != nil {
+			t.Fatalf("answer %d: %v", i, err)
+		}
+		if want := fmt.Sprintf(`"ref":%d`, i); !strings.Contains(string(got), want) {
+			t.Fatalf("answer %d: %s", i, got)
+		}
 	}
 }

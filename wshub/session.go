@@ -595,7 +595,12 @@ func (s *Session) readLoop() error {
 	}
 	tokens, last := float64(burst), time.Now()
 	for {
-		typ, data, err := ws.ReadMessage()
+		err := s.c.conn.waitReadable()
+		var typ int
+		var data []byte
+		if err == nil {
+			typ, data, err = ws.ReadMessage()
+		}
 		if err != nil {
 			var ne interface{ Timeout() bool }
 			if errors.As(err, &ne) && ne.Timeout() {
