@@ -1,0 +1,113 @@
+package takeover
+
+import (
+	"crypto/tls"
+	"net"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+)
+
+// TestRawConnThroughCaddy checks that the socket is found under Caddy's
+// hijacked-connection wrapper (what a hijack through Caddy's response
+// recorder returns), and that a write that never waits reaches the
+// client.
+func TestRawConnThroughCaddy(t *testing.T) {
+	got := roundTrip(t, func(w http.ResponseWriter, r *http.Request) {
+		rec := caddyhttp.NewResponseRecorder(w, nil, nil)
+		nc, _, err := rec.(http.Hijacker).Hijack()
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer nc.Close()
+		if _, ok := nc.(*net.TCPConn); ok {
+			t.Error("the connection is not wrapped: the test proves nothing")
+		}
+		rc := RawConn(nc)
+		if rc == nil {
+			t.Error("no socket under Caddy's wrapper")
+			return
+		}
+		msg := "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\ndata: 1\n\n"
+		if n, err := TryWrite(rc, []byte(msg)); n != len(msg) || err != nil {
+			t.Errorf("TryWrite: %d, %v", n, err)
+		}
+	})
+	if got != "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\ndata: 1\n\n" {
+		t.Errorf("client read %q", got)
+	}
+}
+
+// TestRawConnOnlyPlainSockets checks that no socket is handed out where
+// bytes must go through a layer (TLS) or there is none (a pipe).
+func TestRawConnOnlyPlainSockets(t *testing.T) {
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	if RawConn(a) != nil {
+		t.Error("a pipe has a socket")
+	}
+	server, client := tcpPair(t)
+	_ = client
+	if RawConn(tls.Server(server, &tls.Config{})) != nil {
+		t.Error("TLS is looked through")
+	}
+	if RawConn(server) == nil {
+		t.Error("no socket under a TCP connection")
+	}
+}
+
+// TestTryWriteNeverWaits checks that a write to a client that does not
+// read returns at once with what the socket took, then with nothing,
+// and no error.
+func TestTryWriteNeverWaits(t *testing.T) {
+	server, _ := tcpPair(t)
+	_ = server.SetWriteBuffer(16 << 10)
+	rc := RawConn(server)
+	big := make([]byte, 8<<20)
+	start := time.Now()
+	n, err := TryWrite(rc, big)
+	if err != nil || n <= 0 || n >= len(big) {
+		t.Fatalf("first write: %d of %d, %v", n, len(big), err)
+	}
+	// The socket takes more as the client's side buffers it, then
+	// nothing.
+	for i := 0; n > 0; i++ {
+		if i == 1000 {
+			t.Fatal("the socket never filled up")
+		}
+		if n, err = TryWrite(rc, big); err != nil {
+			t.Fatalf("write %d: %d, %v", i, n, err)
+		}
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("writes took %v", d)
+	}
+}
+
+func tcpPair(t *testing.T) (server, client *net.TCPConn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, _ := ln.Accept()
+		accepted <- c
+	}()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := <-accepted
+	if s == nil {
+		t.Fatal("accept failed")
+	}
+	t.Cleanup(func() { s.Close(); c.Close() })
+	return s.(*net.TCPConn), c.(*net.TCPConn)
+}
