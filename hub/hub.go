@@ -671,7 +671,7 @@ func (s *Subscription) enqueue(m *Message) (queued, first bool) {
 	s.qmu.Lock()
 	if m.Seq <= s.skip {
 		s.qmu.Unlock()
-		return true
+		return true, false
 	}
 	n := len(s.queue)
 	if n >= s.limit {
