@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -43,6 +44,10 @@ type Config struct {
 	Timeout     time.Duration // the whole run
 	Settle      time.Duration // wait after connecting before measuring RSS
 	Drain       time.Duration // wait for stragglers after the last publish
+
+	Insecure       bool // accept any server certificate (self-signed)
+	HTTP2          bool // SSE over HTTP/2 (https:// only)
+	StreamsPerConn int  // with HTTP2, subscribers sharing one connection
 }
 
 // Report is what a run measured.
@@ -50,6 +55,7 @@ type Report struct {
 	Transport      string  `json:"transport"`
 	Subscribers    int     `json:"subscribers"`
 	Connected      int     `json:"connected"`
+	Connections    int64   `json:"connections"` // TCP connections the subscribers opened
 	ConnectFailed  int     `json:"connect_failed"`
 	FirstError     string  `json:"first_error,omitempty"`
 	Published      int     `json:"published"`
@@ -188,11 +194,30 @@ func run(ctx context.Context, cfg Config) (*Report, error) {
 	sem := make(chan struct{}, cfg.ConnectConc)
 	conns := make([]io.Closer, cfg.Subscribers)
 	var connsMu sync.Mutex
+	var pool *h2Pool
+	if cfg.HTTP2 {
+		pool = newH2Pool(&cfg)
+	}
 	for i := range subs {
 		subs[i] = &subscriber{seen: make([]uint64, (cfg.Messages+63)/64), last: -1}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			var g *h2Group
+			var first bool
+			if pool != nil {
+				// Wait for the group's connection outside the semaphore,
+				// which the group's first stream may still need.
+				if g, first = pool.transport(i); !first {
+					select {
+					case <-g.opened:
+					case <-ctx.Done():
+						failed.Add(1)
+						ready <- 0
+						return
+					}
+				}
+			}
 			select {
 			case sem <- struct{}{}:
 			case <-ctx.Done():
@@ -200,7 +225,14 @@ func run(ctx context.Context, cfg Config) (*Report, error) {
 				ready <- 0
 				return
 			}
-			c, read, err := dial(ctx, cfg)
+			var c io.Closer
+			var read func(func([]byte, time.Time)) error
+			var err error
+			if pool != nil {
+				c, read, err = dialSSEH2(ctx, cfg, g, first)
+			} else {
+				c, read, err = dial(ctx, cfg)
+			}
 			<-sem
 			if err != nil {
 				failed.Add(1)
@@ -233,6 +265,10 @@ func run(ctx context.Context, cfg Config) (*Report, error) {
 		rep.Connected += <-ready
 	}
 	rep.ConnectFailed = int(failed.Load())
+	rep.Connections = int64(rep.Connected)
+	if pool != nil {
+		rep.Connections = pool.dials.Load()
+	}
 	if p := firstErr.Load(); p != nil {
 		rep.FirstError = *p
 	}
@@ -320,6 +356,10 @@ func (cfg *Config) check() error {
 		return errors.New("counts and rate must not be negative")
 	case cfg.Timeout <= 0:
 		return errors.New("timeout must be positive")
+	}
+	cfg.StreamsPerConn = max(cfg.StreamsPerConn, 1)
+	if err := cfg.checkTLS(); err != nil {
+		return err
 	}
 	cfg.ConnectConc = max(cfg.ConnectConc, 1)
 	cfg.PubConc = max(cfg.PubConc, 1)
@@ -410,6 +450,7 @@ func publishAll(ctx context.Context, cfg Config, lat *histogram, okSeqs []uint64
 		Transport: &http.Transport{
 			MaxIdleConnsPerHost: cfg.PubConc,
 			DisableCompression:  true,
+			TLSClientConfig:     cfg.h1TLS(),
 		},
 	}
 	defer client.CloseIdleConnections()
@@ -497,7 +538,7 @@ func dial(ctx context.Context, cfg Config) (io.Closer, func(func([]byte, time.Ti
 	dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	if cfg.Transport == "ws" {
-		d := websocket.Dialer{ReadBufferSize: 4096, WriteBufferSize: 512}
+		d := websocket.Dialer{ReadBufferSize: 4096, WriteBufferSize: 512, TLSClientConfig: cfg.h1TLS()}
 		c, resp, err := d.DialContext(dctx, cfg.SubURL, cfg.SubHeaders)
 		if err != nil {
 			if resp != nil {
@@ -519,8 +560,18 @@ func dial(ctx context.Context, cfg Config) (io.Closer, func(func([]byte, time.Ti
 	if err != nil {
 		return nil, nil, err
 	}
-	var d net.Dialer
-	c, err := d.DialContext(dctx, "tcp", u.Host)
+	var c net.Conn
+	switch u.Scheme {
+	case "http":
+		var d net.Dialer
+		c, err = d.DialContext(dctx, "tcp", hostPort(u))
+	case "https":
+		// HTTP/1.1 over TLS: the server must not pick HTTP/2.
+		d := tls.Dialer{Config: cfg.h1TLS()}
+		c, err = d.DialContext(dctx, "tcp", hostPort(u))
+	default:
+		err = fmt.Errorf("-sub %q: http:// or https:// for SSE", cfg.SubURL)
+	}
 	if err != nil {
 		return nil, nil, err
 	}
@@ -549,6 +600,17 @@ func dial(ctx context.Context, cfg Config) (io.Closer, func(func([]byte, time.Ti
 		defer body.Close()
 		return readSSE(bufio.NewReaderSize(body, 16<<10), f)
 	}, nil
+}
+
+// hostPort is u's host with the scheme's port when it has none.
+func hostPort(u *url.URL) string {
+	if u.Port() != "" {
+		return u.Host
+	}
+	if u.Scheme == "https" {
+		return net.JoinHostPort(u.Hostname(), "443")
+	}
+	return net.JoinHostPort(u.Hostname(), "80")
 }
 
 // readSSE calls f with the data of every event.

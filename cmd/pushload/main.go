@@ -43,7 +43,7 @@ func (h headerFlag) Set(v string) error {
 func main() {
 	cfg := Config{SubHeaders: http.Header{}, PubHeaders: http.Header{}}
 	flag.StringVar(&cfg.Transport, "transport", "sse", "sse or ws")
-	flag.StringVar(&cfg.SubURL, "sub", "", "subscriber URL (http:// for SSE, ws:// for WebSocket)")
+	flag.StringVar(&cfg.SubURL, "sub", "", "subscriber URL (http:// or https:// for SSE, ws:// or wss:// for WebSocket)")
 	flag.Var(headerFlag(cfg.SubHeaders), "sub-header", "header for subscribers, `Name: value` (repeatable)")
 	flag.IntVar(&cfg.Subscribers, "n", 100, "subscribers")
 	flag.IntVar(&cfg.ConnectConc, "connect-concurrency", 50, "connections opened at once")
@@ -59,6 +59,9 @@ func main() {
 	flag.DurationVar(&cfg.Timeout, "timeout", 2*time.Minute, "the whole run ends by then")
 	flag.DurationVar(&cfg.Settle, "settle", 2*time.Second, "wait after connecting, before RSS is read and publishing starts")
 	flag.DurationVar(&cfg.Drain, "drain", 5*time.Second, "give up on missing messages after nothing arrived for this long")
+	flag.BoolVar(&cfg.Insecure, "insecure", false, "accept any server certificate, e.g. a self-signed one (https://, wss://)")
+	flag.BoolVar(&cfg.HTTP2, "http2", false, "SSE over HTTP/2 (https:// only); without it, https:// SSE and wss:// use HTTP/1.1")
+	flag.IntVar(&cfg.StreamsPerConn, "streams-per-conn", 1, "with -http2, subscribers that share one connection")
 	asJSON := flag.Bool("json", false, "print the report as JSON")
 	flag.Parse()
 	var err error
@@ -87,7 +90,7 @@ func main() {
 
 func printReport(r *Report) {
 	fmt.Printf("transport        %s\n", r.Transport)
-	fmt.Printf("connected        %d of %d (failed %d)\n", r.Connected, r.Subscribers, r.ConnectFailed)
+	fmt.Printf("connected        %d of %d (failed %d) over %d connections\n", r.Connected, r.Subscribers, r.ConnectFailed, r.Connections)
 	if r.FirstError != "" {
 		fmt.Printf("first error      %s\n", r.FirstError)
 	}

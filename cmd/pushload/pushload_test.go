@@ -2,9 +2,18 @@ package main
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"fmt"
+	"math/big"
 	"net"
 	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -26,25 +35,34 @@ func freeAddr(t *testing.T) string {
 }
 
 // TestSmoke runs pushload against a real Caddy with a few subscribers on
-// each transport and checks that every message arrived once, in order.
+// each transport, in the clear and over TLS (HTTP/1.1 and HTTP/2, one or
+// several streams a connection), and checks that every message arrived
+// once, in order, over as many connections as asked for.
 func TestSmoke(t *testing.T) {
-	site, admin := freeAddr(t), freeAddr(t)
+	site, tlsSite, admin := freeAddr(t), freeAddr(t), freeAddr(t)
 	_, port, _ := net.SplitHostPort(site)
+	cert, key := selfSigned(t)
 	caddyfile := fmt.Sprintf(`{
 	admin %s
 	persist_config off
-	auto_https off
+	auto_https disable_redirects
+	skip_install_trust
 	default_bind 127.0.0.1
 	storage file_system %s
 	log {
 		level ERROR
 	}
 }
-:%s {
+http://127.0.0.1:%s {
 	push_sse /events/* bench
 	push_ws /ws/* bench
 }
-`, admin, t.TempDir(), port)
+https://%s {
+	tls %s %s
+	push_sse /events/* bench
+	push_ws /ws/* bench
+}
+`, admin, t.TempDir(), port, tlsSite, cert, key)
 	cfg, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(caddyfile), nil)
 	if err != nil {
 		t.Fatal(err)
@@ -54,26 +72,38 @@ func TestSmoke(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = caddy.Stop() })
 
-	for _, tt := range []struct{ transport, url string }{
-		{"sse", "http://" + site + "/events/"},
-		{"ws", "ws://" + site + "/ws/"},
+	for _, tt := range []struct {
+		name, transport, url string
+		http2                bool
+		perConn              int
+		conns                int64
+	}{
+		{"sse", "sse", "http://" + site + "/events/", false, 1, 8},
+		{"ws", "ws", "ws://" + site + "/ws/", false, 1, 8},
+		{"sse-https-h1", "sse", "https://" + tlsSite + "/events/", false, 1, 8},
+		{"sse-https-h2", "sse", "https://" + tlsSite + "/events/", true, 1, 8},
+		{"sse-https-h2-4-streams", "sse", "https://" + tlsSite + "/events/", true, 4, 2},
+		{"wss", "ws", "wss://" + tlsSite + "/ws/", false, 1, 8},
 	} {
-		t.Run(tt.transport, func(t *testing.T) {
+		t.Run(tt.name, func(t *testing.T) {
 			rep, err := run(context.Background(), Config{
-				Transport:   tt.transport,
-				SubURL:      tt.url,
-				Subscribers: 8,
-				PubURL:      "http://" + admin + "/push/topics/bench",
-				Messages:    50,
-				Rate:        500,
-				Timeout:     30 * time.Second,
-				Drain:       5 * time.Second,
+				Transport:      tt.transport,
+				SubURL:         tt.url,
+				Subscribers:    8,
+				PubURL:         "http://" + admin + "/push/topics/bench",
+				Messages:       50,
+				Rate:           500,
+				Timeout:        30 * time.Second,
+				Drain:          5 * time.Second,
+				Insecure:       !strings.HasPrefix(tt.url, "http:") && !strings.HasPrefix(tt.url, "ws:"),
+				HTTP2:          tt.http2,
+				StreamsPerConn: tt.perConn,
 			})
 			if err != nil {
 				t.Fatal(err)
 			}
 			t.Logf("%+v", *rep)
-			if rep.Connected != 8 || rep.Published != 50 || rep.Expected != 400 ||
+			if rep.Connected != 8 || rep.Connections != tt.conns || rep.Published != 50 || rep.Expected != 400 ||
 				rep.Delivered != 400 || rep.Lost != 0 || rep.Duplicates != 0 || rep.OutOfOrder != 0 || rep.TimedOut {
 				t.Fatalf("report %+v", *rep)
 			}
@@ -81,6 +111,83 @@ func TestSmoke(t *testing.T) {
 				t.Fatalf("latency %+v", rep.LatencyMs)
 			}
 		})
+	}
+
+	// Without -insecure a self-signed certificate is refused, on every
+	// way in.
+	for _, tt := range []struct {
+		transport, url string
+		http2          bool
+	}{
+		{"sse", "https://" + tlsSite + "/events/", false},
+		{"sse", "https://" + tlsSite + "/events/", true},
+		{"ws", "wss://" + tlsSite + "/ws/", false},
+	} {
+		rep, err := run(context.Background(), Config{
+			Transport: tt.transport, SubURL: tt.url, Subscribers: 2, HTTP2: tt.http2,
+			PubURL: "http://" + admin + "/push/topics/bench", Timeout: 30 * time.Second,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rep.Connected != 0 || rep.ConnectFailed != 2 || !strings.Contains(rep.FirstError, "certificate") {
+			t.Errorf("%s %s http2=%v without -insecure: %+v", tt.transport, tt.url, tt.http2, *rep)
+		}
+	}
+}
+
+// selfSigned writes a throwaway certificate for 127.0.0.1 and its key.
+func selfSigned(t *testing.T) (certFile, keyFile string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: "127.0.0.1"},
+		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tpl, tpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return certFile, keyFile
+}
+
+// TestCheckTLS: the TLS options are refused where they mean nothing.
+func TestCheckTLS(t *testing.T) {
+	for _, c := range []Config{
+		{Transport: "ws", SubURL: "wss://h/ws", HTTP2: true},
+		{Transport: "sse", SubURL: "http://h/e", HTTP2: true},
+		{Transport: "sse", SubURL: "https://h/e", StreamsPerConn: 4},
+		{Transport: "sse", SubURL: "http://h/e", Insecure: true},
+	} {
+		c.PubURL, c.Timeout = "http://h/p", time.Second
+		if err := c.check(); err == nil {
+			t.Errorf("%+v: no error", c)
+		}
+	}
+	ok := Config{Transport: "sse", SubURL: "https://h/e", PubURL: "http://h/p", Timeout: time.Second,
+		HTTP2: true, StreamsPerConn: 4, Insecure: true}
+	if err := ok.check(); err != nil {
+		t.Errorf("%+v: %v", ok, err)
 	}
 }
 
