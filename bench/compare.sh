@@ -14,7 +14,9 @@
 #   QUICK=1        shrink every case about 10x (smoke run)
 #   SERVERS="ours mercure nchan"      which servers to run
 #   CASES="fanout_sse fanout_ws latency_sse latency_ws memory_sse memory_ws
-#          scale_sse publish_rtt"     which cases to run
+#          scale_sse publish_rtt tls_memory_sse_h2 tls_memory_sse_h2x
+#          tls_memory_sse_h1 tls_memory_ws tls_latency_sse_h2 tls_latency_ws"
+#                 which cases to run
 #   OURS_REF=HEAD  build caddy-push and pushload from this git revision
 #                  (extracted with git archive into bench/.run/src) instead
 #                  of the working tree, e.g. while the tree is mid-edit
@@ -31,8 +33,17 @@
 #   scale_sse    15000 SSE subscribers, 1000 messages at 100/s
 #   publish_rtt  1000 SSE subscribers, 3000 messages at 1000/s,
 #                8 publishers: publish round trip p99
+#   tls_*        over HTTPS, with a self-signed certificate made with openssl
+#                for the run in a temporary directory (removed at the end):
+#   tls_memory_sse_h2   RSS per idle SSE subscriber at 2000, HTTP/2, one
+#                       stream per connection (a browser with one tab)
+#   tls_memory_sse_h2x  the same with 100 streams per connection
+#   tls_memory_sse_h1   the same over HTTP/1.1 (ALPN offers http/1.1 only)
+#   tls_memory_ws       the same over WebSocket (wss, HTTP/1.1)
+#   tls_latency_sse_h2  1000 SSE subscribers over HTTP/2, 500 messages at 50/s
+#   tls_latency_ws      the same over wss (ours, Nchan)
 #
-# Needs: Go (/usr/local/go/bin is added to PATH), python3, taskset, curl,
+# Needs: Go (/usr/local/go/bin is added to PATH), python3, taskset, curl, openssl,
 # apt-get (root) for nginx + libnginx-mod-nchan. Runs as root so that it can
 # raise the open-files limit to 65535 for the servers and pushload.
 set -euo pipefail
@@ -52,7 +63,7 @@ export PATH=/usr/local/go/bin:$PATH
 R=${R:-3}
 QUICK=${QUICK:-0}
 SERVERS=${SERVERS:-"ours mercure nchan"}
-CASES=${CASES:-"fanout_sse fanout_ws latency_sse latency_ws memory_sse memory_ws scale_sse publish_rtt"}
+CASES=${CASES:-"fanout_sse fanout_ws latency_sse latency_ws memory_sse memory_ws scale_sse publish_rtt tls_memory_sse_h2 tls_memory_sse_h2x tls_memory_sse_h1 tls_memory_ws tls_latency_sse_h2 tls_latency_ws"}
 OURS_REF=${OURS_REF:-}
 MERCURE_VERSION=v0.24.2
 # mercure/caddy v0.24.2 requires Caddy v2.11.3.
@@ -120,12 +131,26 @@ setup() {
 	fi
 }
 
+# make_cert: a throwaway self-signed certificate for 127.0.0.1 (P-256,
+# valid two days) in a temporary directory that cleanup removes.
+CERT_DIR="" CERT="" KEY=""
+make_cert() {
+	command -v openssl >/dev/null || die "openssl is needed for the tls_* cases"
+	CERT_DIR=$(mktemp -d "${TMPDIR:-/tmp}/push-bench-cert.XXXXXX")
+	CERT=$CERT_DIR/cert.pem KEY=$CERT_DIR/key.pem
+	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+		-keyout "$KEY" -out "$CERT" -days 2 -subj /CN=127.0.0.1 \
+		-addext subjectAltName=IP:127.0.0.1 2>/dev/null || die "openssl could not make a certificate"
+	chmod 0644 "$KEY" # nginx's worker reads it after dropping root
+}
+
 # ---------------------------------------------------------------- servers
 
 SERVER_PID=""   # the process we started (caddy, or the nginx master)
 MEASURE_PID=""  # the process pushload measures (caddy, or the nginx worker)
 SERVER_PORTS=()
 SUB_SSE="" SUB_WS="" PUB_URL=""
+SUB_SSE_TLS="" SUB_WS_TLS="" # empty: the server is not run over TLS
 PUB_ARGS=()
 
 free_port() {
@@ -182,6 +207,7 @@ cleanup() {
 		wait "$LOAD_PID" 2>/dev/null || true
 	fi
 	stop_server
+	[[ -n $CERT_DIR ]] && rm -rf "$CERT_DIR"
 	exit "$rc"
 }
 trap cleanup EXIT
@@ -189,18 +215,21 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 start_ours() {
-	local http admin
-	http=$(free_port) admin=$(free_port)
+	local http https admin
+	http=$(free_port) https=$(free_port) admin=$(free_port)
 	mkdir -p "$RUN_DIR/xdg"
-	BENCH_HTTP_PORT=$http BENCH_ADMIN_PORT=$admin \
+	BENCH_HTTP_PORT=$http BENCH_HTTPS_PORT=$https BENCH_ADMIN_PORT=$admin \
+		BENCH_CERT=$CERT BENCH_KEY=$KEY \
 		XDG_CONFIG_HOME=$RUN_DIR/xdg XDG_DATA_HOME=$RUN_DIR/xdg \
 		taskset -c "$SERVER_CPU" "$BIN/caddy" run --adapter caddyfile \
 		--config "$BENCH/caddy.Caddyfile" >"$RUN_DIR/ours.log" 2>&1 &
-	SERVER_PID=$! MEASURE_PID=$! SERVER_PORTS=("$http" "$admin")
-	wait_port "$http" "$SERVER_PID" && wait_port "$admin" "$SERVER_PID" ||
+	SERVER_PID=$! MEASURE_PID=$! SERVER_PORTS=("$http" "$https" "$admin")
+	wait_port "$http" "$SERVER_PID" && wait_port "$https" "$SERVER_PID" && wait_port "$admin" "$SERVER_PID" ||
 		{ cat "$RUN_DIR/ours.log" >&2; die "caddy-push did not start"; }
 	SUB_SSE="http://127.0.0.1:$http/events/bench"
 	SUB_WS="ws://127.0.0.1:$http/ws/bench"
+	SUB_SSE_TLS="https://127.0.0.1:$https/events/bench"
+	SUB_WS_TLS="wss://127.0.0.1:$https/ws/bench"
 	PUB_URL="http://127.0.0.1:$admin/push/topics/bench"
 	PUB_ARGS=(-pub-body '{{payload}}')
 }
@@ -230,7 +259,7 @@ start_mercure() {
 	wait_port "$http" "$SERVER_PID" ||
 		{ cat "$RUN_DIR/mercure.log" >&2; die "mercure did not start"; }
 	SUB_SSE="http://127.0.0.1:$http/.well-known/mercure?topic=bench"
-	SUB_WS=""
+	SUB_WS="" SUB_SSE_TLS="" SUB_WS_TLS=""
 	PUB_URL="http://127.0.0.1:$http/.well-known/mercure"
 	PUB_ARGS=(-pub-header 'Content-Type: application/x-www-form-urlencoded'
 		-pub-header "Authorization: Bearer $jwt"
@@ -238,18 +267,19 @@ start_mercure() {
 }
 
 start_nchan() {
-	local http conf="$RUN_DIR/nchan.conf" i
-	http=$(free_port)
+	local http https conf="$RUN_DIR/nchan.conf" i
+	http=$(free_port) https=$(free_port)
 	rm -f "$RUN_DIR/nginx.pid" "$RUN_DIR/nginx-error.log"
 	local nofile wc
 	nofile=$(ulimit -n)
 	wc=$((nofile - 64 < 40000 ? nofile - 64 : 40000))
 	sed -e "s|@RUN_DIR@|$RUN_DIR|g" -e "s|@PORT@|$http|g" -e "s|@MODULE@|$NCHAN_MODULE|g" \
+		-e "s|@TLS_PORT@|$https|g" -e "s|@CERT@|$CERT|g" -e "s|@KEY@|$KEY|g" \
 		-e "s|@NOFILE@|$nofile|g" -e "s|@WORKER_CONNECTIONS@|$wc|g" \
 		"$BENCH/nchan.conf.template" >"$conf"
 	taskset -c "$SERVER_CPU" nginx -p "$RUN_DIR" -c "$conf" >"$RUN_DIR/nchan.log" 2>&1 &
-	SERVER_PID=$! MEASURE_PID="" SERVER_PORTS=("$http")
-	wait_port "$http" "$SERVER_PID" ||
+	SERVER_PID=$! MEASURE_PID="" SERVER_PORTS=("$http" "$https")
+	wait_port "$http" "$SERVER_PID" && wait_port "$https" "$SERVER_PID" ||
 		{ cat "$RUN_DIR/nchan.log" "$RUN_DIR/nginx-error.log" >&2 2>/dev/null; die "nginx did not start"; }
 	for ((i = 0; i < 100; i++)); do
 		MEASURE_PID=$(pgrep -P "$SERVER_PID" -f 'nginx: worker' | head -n1 || true)
@@ -259,23 +289,31 @@ start_nchan() {
 	[[ -n $MEASURE_PID ]] || die "no nginx worker under master $SERVER_PID"
 	SUB_SSE="http://127.0.0.1:$http/sub/bench"
 	SUB_WS="ws://127.0.0.1:$http/sub/bench"
+	SUB_SSE_TLS="https://127.0.0.1:$https/sub/bench"
+	SUB_WS_TLS="wss://127.0.0.1:$https/sub/bench"
 	PUB_URL="http://127.0.0.1:$http/pub/bench"
 	PUB_ARGS=(-pub-body '{{payload}}')
 }
 
-# supports server transport
+# supports server transport tls
 supports() {
+	[[ $3 == 1 && $1 == mercure ]] && return 1 # no TLS site for Mercure here
 	[[ $1 != mercure || $2 == sse ]]
 }
 
 # ---------------------------------------------------------------- cases
 
-# case_params name: sets TRANSPORT N M RATE PUBCONC EXTRA
+# case_params name: sets TRANSPORT TLS N M RATE PUBCONC EXTRA
 case_params() {
 	local q=1
 	[[ $QUICK == 1 ]] && q=10
-	PUBCONC=1 EXTRA=()
+	PUBCONC=1 EXTRA=() TLS=0
 	case $1 in
+	tls_memory_sse_h2) N=$((2000 / q)) M=1 RATE=0 EXTRA=(-http2 -settle 3s) ;;
+	tls_memory_sse_h2x) N=$((2000 / q)) M=1 RATE=0 EXTRA=(-http2 -streams-per-conn 100 -settle 3s) ;;
+	tls_memory_sse_h1 | tls_memory_ws) N=$((2000 / q)) M=1 RATE=0 EXTRA=(-settle 3s) ;;
+	tls_latency_sse_h2) N=$((1000 / q)) M=$((500 / q)) RATE=50 EXTRA=(-http2) ;;
+	tls_latency_ws) N=$((1000 / q)) M=$((500 / q)) RATE=50 ;;
 	fanout_sse | fanout_ws) N=$((1000 / q)) M=$((1000 / q)) RATE=0 ;;
 	latency_sse | latency_ws) N=$((1000 / q)) M=$((500 / q)) RATE=50 ;;
 	memory_sse | memory_ws) N=$((5000 / q)) M=1 RATE=0 EXTRA=(-settle 3s) ;;
@@ -285,6 +323,11 @@ case_params() {
 	esac
 	TRANSPORT=${1##*_}
 	[[ $TRANSPORT == sse || $TRANSPORT == ws ]] || TRANSPORT=sse
+	if [[ $1 == tls_* ]]; then
+		TLS=1
+		[[ $1 == *_ws ]] || TRANSPORT=sse
+		EXTRA+=(-insecure)
+	fi
 }
 
 json_escape() {
@@ -294,9 +337,11 @@ json_escape() {
 run_case() { # case server run
 	local name=$1 server=$2 run=$3 sub out rc=0 errf="$RUN_DIR/pushload.err" outf="$RUN_DIR/pushload.out"
 	case_params "$name"
-	supports "$server" "$TRANSPORT" || return 0
+	supports "$server" "$TRANSPORT" "$TLS" || return 0
 	"start_$server"
-	if [[ $TRANSPORT == ws ]]; then sub=$SUB_WS; else sub=$SUB_SSE; fi
+	if [[ $TLS == 1 ]]; then
+		if [[ $TRANSPORT == ws ]]; then sub=$SUB_WS_TLS; else sub=$SUB_SSE_TLS; fi
+	elif [[ $TRANSPORT == ws ]]; then sub=$SUB_WS; else sub=$SUB_SSE; fi
 	log "$name  $server  run $run/$R: n=$N m=$M rate=$RATE pid=$MEASURE_PID"
 	# In the background, so that a signal reaches the traps at once.
 	taskset -c "$LOAD_CPU" "$BIN/pushload" -json -transport "$TRANSPORT" \
@@ -308,14 +353,14 @@ run_case() { # case server run
 	LOAD_PID=""
 	out=$(cat "$outf")
 	stop_server
-	local label="\"case\":\"$name\",\"server\":\"$server\",\"run\":$run,\"n\":$N,\"m\":$M,\"rate\":$RATE,\"pub_concurrency\":$PUBCONC,\"exit\":$rc"
+	local label="\"case\":\"$name\",\"tls\":$TLS,\"server\":\"$server\",\"run\":$run,\"n\":$N,\"m\":$M,\"rate\":$RATE,\"pub_concurrency\":$PUBCONC,\"exit\":$rc"
 	if [[ $out == \{* ]]; then
 		echo "{$label,${out#\{}" >>"$RESULT_FILE"
 		python3 - "$out" <<'PY' >&2
 import json, sys
 d = json.loads(sys.argv[1])
-print("   connected %d/%d  delivered %d/%d lost %d dup %d ooo %d  lat p50 %.2f p99 %.2f  pub p99 %.2f  cpu %.2f us/msg  %.1f KB/conn%s" % (
-    d["connected"], d["subscribers"], d["delivered"], d["expected"], d["lost"], d["duplicates"], d["out_of_order"],
+print("   connected %d/%d over %d conns  delivered %d/%d lost %d dup %d ooo %d  lat p50 %.2f p99 %.2f  pub p99 %.2f  cpu %.2f us/msg  %.1f KB/conn%s" % (
+    d["connected"], d["subscribers"], d.get("connections", 0), d["delivered"], d["expected"], d["lost"], d["duplicates"], d["out_of_order"],
     d["latency_ms"]["p50"], d["latency_ms"]["p99"], d["publish_rtt_ms"]["p99"],
     d.get("cpu_us_per_delivered", 0), d.get("kb_per_conn", 0),
     ("  first error: " + d["first_error"]) if d.get("first_error") else ""))
@@ -369,6 +414,7 @@ PY
 main() {
 	[[ ${SKIP_SETUP:-0} == 1 ]] || setup
 	mkdir -p "$RUN_DIR" "$RESULTS"
+	make_cert
 	# Room for 15000 connections in the servers and in pushload. Root
 	# with CAP_SYS_RESOURCE may raise the hard limit; else take it.
 	ulimit -n 65535 2>/dev/null || ulimit -n "$(ulimit -Hn)"

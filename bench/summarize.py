@@ -77,7 +77,20 @@ CASES = {
         ("latency p99 ms", "latency_ms.p99", True),
     ] + LOSS[:4]),  # several publishers race: order means nothing
 }
-for _k, _peer in (("fanout_ws", "fanout_sse"), ("latency_ws", "latency_sse"), ("memory_ws", "memory_sse")):
+MEMORY_TLS = [("KB per connection", "kb_per_conn", True)] + CASES["memory_sse"][1][1:] + [
+    ("TCP connections", "connections", False),
+    ("disconnects", "disconnects", True),
+]
+CASES.update({
+    "tls_memory_sse_h2": ("H. memory per idle connection, SSE over HTTPS, HTTP/2, one stream a connection", MEMORY_TLS),
+    "tls_memory_sse_h2x": ("H. memory per idle subscriber, SSE over HTTPS, HTTP/2, 100 streams a connection", MEMORY_TLS),
+    "tls_memory_sse_h1": ("H. memory per idle connection, SSE over HTTPS, HTTP/1.1", MEMORY_TLS),
+    "tls_memory_ws": ("H. memory per idle connection, WebSocket over TLS (wss)", MEMORY_TLS),
+    "tls_latency_sse_h2": ("I. latency, SSE over HTTPS, HTTP/2, 50 msg/s", None),
+    "tls_latency_ws": ("I. latency, WebSocket over TLS (wss), 50 msg/s", None),
+})
+for _k, _peer in (("fanout_ws", "fanout_sse"), ("latency_ws", "latency_sse"), ("memory_ws", "memory_sse"),
+                  ("tls_latency_sse_h2", "latency_sse"), ("tls_latency_ws", "latency_sse")):
     CASES[_k] = (CASES[_k][0], CASES[_peer][1])
 
 
