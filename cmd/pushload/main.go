@@ -7,6 +7,10 @@
 //	go run ./cmd/pushload -transport sse -sub http://localhost:8080/events/ \
 //		-pub 'http://localhost:2019/push/topics/ticker' -n 100 -m 1000
 //
+// Over TLS (https:// for SSE, wss:// for WebSocket) it speaks HTTP/1.1,
+// or HTTP/2 for SSE with -http2, one stream per connection or
+// -streams-per-conn of them; -insecure accepts a self-signed certificate.
+//
 // Each payload starts with "s=<sequence> t=<send time in ns>", which is
 // how subscribers count and time it; the server may wrap it (a JSON
 // frame) but must not change it. The body template fills {{payload}},
