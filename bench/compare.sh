@@ -42,6 +42,7 @@
 #   tls_memory_ws       the same over WebSocket (wss, HTTP/1.1)
 #   tls_latency_sse_h2  1000 SSE subscribers over HTTP/2, 500 messages at 50/s
 #   tls_latency_ws      the same over wss (ours, Nchan)
+#                Mercure runs the SSE ones, publishing over HTTPS too.
 #
 # Needs: Go (/usr/local/go/bin is added to PATH), python3, taskset, curl, openssl,
 # apt-get (root) for nginx + libnginx-mod-nchan. Runs as root so that it can
@@ -150,7 +151,8 @@ SERVER_PID=""   # the process we started (caddy, or the nginx master)
 MEASURE_PID=""  # the process pushload measures (caddy, or the nginx worker)
 SERVER_PORTS=()
 SUB_SSE="" SUB_WS="" PUB_URL=""
-SUB_SSE_TLS="" SUB_WS_TLS="" # empty: the server is not run over TLS
+SUB_SSE_TLS="" SUB_WS_TLS=""
+PUB_URL_TLS="" # where the TLS cases publish, if not PUB_URL
 PUB_ARGS=()
 
 free_port() {
@@ -230,7 +232,7 @@ start_ours() {
 	SUB_WS="ws://127.0.0.1:$http/ws/bench"
 	SUB_SSE_TLS="https://127.0.0.1:$https/events/bench"
 	SUB_WS_TLS="wss://127.0.0.1:$https/ws/bench"
-	PUB_URL="http://127.0.0.1:$admin/push/topics/bench"
+	PUB_URL="http://127.0.0.1:$admin/push/topics/bench" PUB_URL_TLS=""
 	PUB_ARGS=(-pub-body '{{payload}}')
 }
 
@@ -246,21 +248,24 @@ PY
 }
 
 start_mercure() {
-	local http key jwt
-	http=$(free_port)
+	local http https key jwt
+	http=$(free_port) https=$(free_port)
 	key=$(python3 -c 'import secrets; print(secrets.token_hex(32))')
 	jwt=$(mercure_jwt "$key")
 	mkdir -p "$RUN_DIR/xdg"
-	BENCH_HTTP_PORT=$http MERCURE_PUBLISHER_JWT_KEY=$key \
+	BENCH_HTTP_PORT=$http BENCH_HTTPS_PORT=$https MERCURE_PUBLISHER_JWT_KEY=$key \
+		BENCH_CERT=$CERT BENCH_KEY=$KEY \
 		XDG_CONFIG_HOME=$RUN_DIR/xdg XDG_DATA_HOME=$RUN_DIR/xdg \
 		taskset -c "$SERVER_CPU" "$BIN/mercure-caddy" run --adapter caddyfile \
 		--config "$BENCH/mercure.Caddyfile" >"$RUN_DIR/mercure.log" 2>&1 &
-	SERVER_PID=$! MEASURE_PID=$! SERVER_PORTS=("$http")
-	wait_port "$http" "$SERVER_PID" ||
+	SERVER_PID=$! MEASURE_PID=$! SERVER_PORTS=("$http" "$https")
+	wait_port "$http" "$SERVER_PID" && wait_port "$https" "$SERVER_PID" ||
 		{ cat "$RUN_DIR/mercure.log" >&2; die "mercure did not start"; }
 	SUB_SSE="http://127.0.0.1:$http/.well-known/mercure?topic=bench"
-	SUB_WS="" SUB_SSE_TLS="" SUB_WS_TLS=""
+	SUB_WS="" SUB_WS_TLS=""
+	SUB_SSE_TLS="https://127.0.0.1:$https/.well-known/mercure?topic=bench"
 	PUB_URL="http://127.0.0.1:$http/.well-known/mercure"
+	PUB_URL_TLS="https://127.0.0.1:$https/.well-known/mercure"
 	PUB_ARGS=(-pub-header 'Content-Type: application/x-www-form-urlencoded'
 		-pub-header "Authorization: Bearer $jwt"
 		-pub-body 'topic=bench&data={{payload_url}}')
@@ -291,13 +296,12 @@ start_nchan() {
 	SUB_WS="ws://127.0.0.1:$http/sub/bench"
 	SUB_SSE_TLS="https://127.0.0.1:$https/sub/bench"
 	SUB_WS_TLS="wss://127.0.0.1:$https/sub/bench"
-	PUB_URL="http://127.0.0.1:$http/pub/bench"
+	PUB_URL="http://127.0.0.1:$http/pub/bench" PUB_URL_TLS=""
 	PUB_ARGS=(-pub-body '{{payload}}')
 }
 
 # supports server transport tls
 supports() {
-	[[ $3 == 1 && $1 == mercure ]] && return 1 # no TLS site for Mercure here
 	[[ $1 != mercure || $2 == sse ]]
 }
 
@@ -335,18 +339,20 @@ json_escape() {
 }
 
 run_case() { # case server run
-	local name=$1 server=$2 run=$3 sub out rc=0 errf="$RUN_DIR/pushload.err" outf="$RUN_DIR/pushload.out"
+	local name=$1 server=$2 run=$3 sub pub out rc=0 errf="$RUN_DIR/pushload.err" outf="$RUN_DIR/pushload.out"
 	case_params "$name"
 	supports "$server" "$TRANSPORT" "$TLS" || return 0
 	"start_$server"
+	pub=$PUB_URL
 	if [[ $TLS == 1 ]]; then
 		if [[ $TRANSPORT == ws ]]; then sub=$SUB_WS_TLS; else sub=$SUB_SSE_TLS; fi
+		pub=${PUB_URL_TLS:-$PUB_URL}
 	elif [[ $TRANSPORT == ws ]]; then sub=$SUB_WS; else sub=$SUB_SSE; fi
 	log "$name  $server  run $run/$R: n=$N m=$M rate=$RATE pid=$MEASURE_PID"
 	# In the background, so that a signal reaches the traps at once.
 	taskset -c "$LOAD_CPU" "$BIN/pushload" -json -transport "$TRANSPORT" \
 		-sub "$sub" -n "$N" -m "$M" -rate "$RATE" -pub-concurrency "$PUBCONC" \
-		-size 64 -pid "$MEASURE_PID" -timeout 4m -pub "$PUB_URL" "${PUB_ARGS[@]}" \
+		-size 64 -pid "$MEASURE_PID" -timeout 4m -pub "$pub" "${PUB_ARGS[@]}" \
 		"${EXTRA[@]}" >"$outf" 2>"$errf" &
 	LOAD_PID=$!
 	wait "$LOAD_PID" || rc=$?
