@@ -3,8 +3,9 @@
 #
 # Usage: bench/redis.sh [-h]
 #
-# For each run: "memory" starts one instance (bench/caddy.Caddyfile) and
-# publishes to it; "redis" starts a redis-server and two instances
+# For each run: "memory" starts one instance (bench/caddy-redis.Caddyfile
+# without its broker) and publishes to it; "redis" starts a redis-server
+# and two instances
 # (bench/caddy-redis.Caddyfile), subscribers on B, publishing to A's admin
 # endpoint. The subscriber instance is pinned to CPU 0; pushload, Redis
 # and instance A to CPU 1. Each pushload report is one JSON line in
@@ -55,6 +56,10 @@ instance() {
 	exit 1
 }
 
+# The memory arm runs caddy-redis.Caddyfile without its broker block, so
+# that the two differ in the broker alone.
+sed '/broker redis/,/}/d' "$BENCH/caddy-redis.Caddyfile" >"$RUN/caddy-memory.Caddyfile"
+
 scheme=http path=/events/
 [[ $TRANSPORT == ws ]] && scheme=ws path=/ws/
 load() { # broker sub_http pub_admin pid
@@ -65,7 +70,7 @@ load() { # broker sub_http pub_admin pid
 
 for run in $(seq "$R"); do
 	echo "run $run: memory" >&2
-	instance 0 "$BENCH/caddy.Caddyfile"
+	instance 0 "$RUN/caddy-memory.Caddyfile"
 	load memory "$INST_HTTP" "$INST_ADMIN" "$INST_PID"
 	cleanup; PIDS=()
 
