@@ -12,65 +12,13 @@
 //                 frame over the WebSocket), waits until the page receives
 //                 it back: {"type":"chat","id":"<id>","data":"<text>"}
 //   quit          closes the browser and exits 0.
-// Failures print {"type":"error","message":"..."} and exit 1; the whole run
-// exits 2 after BROWSER_TIMEOUT_MS (default 60000).
-// CHROMIUM (default /usr/bin/chromium) names the browser binary; Playwright
-// gives it a new, empty profile of its own.
+// Time limit, failures and CHROMIUM: see chromium.mjs (default limit 60 s).
 
-import { chromium } from 'playwright-core';
-import { createInterface } from 'node:readline';
+import { emit, runPage } from './chromium.mjs';
 
-const url = process.argv[2];
-if (!url) {
-  process.stderr.write('usage: node browser_check.mjs <url>\n');
-  process.exit(1);
-}
-
-const emit = (obj) => process.stdout.write(JSON.stringify(obj) + '\n');
 const wait = 20000;
-let browser;
 
-async function finish(code) {
-  clearTimeout(timer);
-  try {
-    if (browser) await browser.close();
-  } catch (_) {
-    // already gone
-  }
-  process.stdout.write('', () => process.exit(code));
-}
-
-const timeoutMs = Number.parseInt(process.env.BROWSER_TIMEOUT_MS ?? '', 10);
-const timer = setTimeout(
-  () => {
-    emit({ type: 'error', message: 'timeout' });
-    finish(2);
-  },
-  Number.isFinite(timeoutMs) && timeoutMs > 0 ? timeoutMs : 60000,
-);
-
-async function fail(err) {
-  emit({ type: 'error', message: String(err?.message ?? err) });
-  await finish(1);
-}
-
-try {
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-    headless: true,
-    args: [
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-quic',
-      '--no-first-run',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-    ],
-  });
-  const page = await browser.newPage();
-  page.on('pageerror', (err) => emit({ type: 'error', message: 'page: ' + err.message }));
-  await page.goto(url);
+await runPage('browser_check.mjs', 60000, async (page, lines) => {
   await page.waitForFunction(
     () =>
       document.getElementById('status').className === 'open' &&
@@ -80,8 +28,7 @@ try {
   );
   emit({ type: 'ready' });
 
-  const rl = createInterface({ input: process.stdin });
-  for await (const line of rl) {
+  for await (const line of lines) {
     const [cmd, ...rest] = line.split(' ');
     const arg = rest.join(' ');
     if (cmd === 'quit') break;
@@ -109,7 +56,4 @@ try {
       throw new Error(`unknown command ${cmd}`);
     }
   }
-  await finish(0);
-} catch (err) {
-  await fail(err);
-}
+});
