@@ -172,13 +172,20 @@ func (tc *testCaddy) url(path string) string { return "http://" + tc.http + path
 // and body.
 func (tc *testCaddy) adminDo(method, path, body string) (int, []byte) {
 	tc.t.Helper()
-	req, err := http.NewRequest(method, "http://"+tc.admin+path, strings.NewReader(body))
+	return adminRequest(tc.t, tc.admin, method, path, body)
+}
+
+// adminRequest sends a request to the admin endpoint at addr and returns
+// the status and body.
+func adminRequest(t testing.TB, addr, method, path, body string) (int, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(method, "http://"+addr+path, strings.NewReader(body))
 	if err != nil {
-		tc.t.Fatal(err)
+		t.Fatal(err)
 	}
 	resp, err := adminClient.Do(req)
 	if err != nil {
-		tc.t.Fatalf("%s %s: %v", method, path, err)
+		t.Fatalf("%s %s: %v", method, path, err)
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)

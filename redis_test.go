@@ -4,7 +4,6 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -179,17 +178,7 @@ func (p *caddyProc) kill() {
 func (p *caddyProc) url(path string) string { return "http://" + p.http + path }
 
 func (p *caddyProc) adminDo(method, path, body string) (int, []byte) {
-	req, err := http.NewRequest(method, "http://"+p.admin+path, strings.NewReader(body))
-	if err != nil {
-		p.t.Fatal(err)
-	}
-	resp, err := adminClient.Do(req)
-	if err != nil {
-		p.t.Fatalf("%s %s: %v", method, path, err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, b
+	return adminRequest(p.t, p.admin, method, path, body)
 }
 
 func (p *caddyProc) publish(topic, data string) string {
