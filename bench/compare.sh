@@ -33,6 +33,7 @@
 #   scale_sse    15000 SSE subscribers, 1000 messages at 100/s
 #   publish_rtt  1000 SSE subscribers, 3000 messages at 1000/s,
 #                8 publishers: publish round trip p99
+#   publish_rtt_500  the same at 500 publishes/s (not in the default list)
 #   tls_*        over HTTPS, with a self-signed certificate made with openssl
 #                for the run in a temporary directory (removed at the end):
 #   tls_memory_sse_h2   RSS per idle SSE subscriber at 2000, HTTP/2, one
@@ -323,6 +324,7 @@ case_params() {
 	memory_sse | memory_ws) N=$((5000 / q)) M=1 RATE=0 EXTRA=(-settle 3s) ;;
 	scale_sse) N=$((15000 / q)) M=$((1000 / q)) RATE=100 PUBCONC=8 ;;
 	publish_rtt) N=$((1000 / q)) M=$((3000 / q)) RATE=1000 PUBCONC=8 ;;
+	publish_rtt_500) N=$((1000 / q)) M=$((3000 / q)) RATE=500 PUBCONC=8 ;;
 	*) die "unknown case $1" ;;
 	esac
 	TRANSPORT=${1##*_}

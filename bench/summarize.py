@@ -77,6 +77,7 @@ CASES = {
         ("latency p99 ms", "latency_ms.p99", True),
     ] + LOSS[:4]),  # several publishers race: order means nothing
 }
+CASES["publish_rtt_500"] = ("G2. publish round trip, 500 msg/s, 8 publishers", CASES["publish_rtt"][1])
 MEMORY_TLS = [("KB per connection", "kb_per_conn", True)] + CASES["memory_sse"][1][1:] + [
     ("TCP connections", "connections", False),
     ("disconnects", "disconnects", True),
