@@ -102,6 +102,8 @@ type Hub struct {
 	// subscribers nor history, up to which sequence number they lost
 	// messages, so that a cursor older than that gets a reset.
 	tombs tombs
+	// wakers writes to the subscribers a large delivery made ready.
+	wakers wakers
 	// topicsPeak and subsPeak are the largest sizes of topics and subs
 	// since they were last rebuilt: a Go map never shrinks, so a map much
 	// smaller than its peak is copied into a new one.
@@ -288,7 +290,7 @@ func (h *Hub) deliver(msgs []*Message) {
 	h.trimLocked(cfg, now)
 	h.mu.Unlock()
 
-	wake(woken)
+	h.wakers.wake(woken)
 	// The broker may still hold a lock of its own: never let a
 	// transport's hook make the publisher wait.
 	for _, f := range hooks {
