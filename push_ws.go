@@ -367,17 +367,20 @@ func (h *WS) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handl
 	// let this one, with the stack of Caddy's whole middleware chain, end.
 	// Caddy's access log is written when this returns, at connect; the
 	// connection's end is logged here.
+	// An idle connection then keeps no goroutine where the poller is
+	// available: Serve returns and done runs when the session ends.
 	goServe(h.logger, "panic serving a WebSocket", c, func() {
-		defer end()
 		opts := h.opts
 		// A client may come back to a topic it was given and left.
 		opts.CanSubscribe = func(t string) bool { return slices.Contains(topics, t) || canSubscribe.match(t) }
 		opts.CanPublish = canPublish.match
 		s := wshub.NewSession(c, sub, opts)
 		sess.Store(s)
-		err := s.Serve(start, last)
-		bytes, msgs := s.Written()
-		h.streams.ended(h.logger, "websocket ended", info, bytes, msgs, err)
+		s.Serve(start, last, func(err error) {
+			defer end()
+			bytes, msgs := s.Written()
+			h.streams.ended(h.logger, "websocket ended", info, bytes, msgs, err)
+		})
 	})
 	return nil
 }

@@ -21,6 +21,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/caddy-push/push/internal/poll"
 	"github.com/caddy-push/push/internal/takeover"
 )
 
@@ -30,6 +31,7 @@ const (
 	opBinary = 0x2
 	opClose  = 0x8
 	opPing   = 0x9
+	opPong   = 0xA
 )
 
 // appendFrame appends one unmasked, unfragmented server frame.
@@ -85,6 +87,12 @@ type conn struct {
 	raw      syscall.RawConn
 	nonblock bool
 	pending  []byte
+
+	// waiter waits for the client's frames while the connection is
+	// idle, in place of a goroutine (nil where there is no poller);
+	// rerr is the read error it met, returned once early is read.
+	waiter *poll.Waiter
+	rerr   error
 }
 
 // Read returns what was read before the hijack first. Only the read loop
@@ -97,6 +105,9 @@ func (c *conn) Read(p []byte) (int, error) {
 			c.early = nil
 		}
 		return n, nil
+	}
+	if c.rerr != nil {
+		return 0, c.rerr
 	}
 	return c.Conn.Read(p)
 }
@@ -397,5 +408,12 @@ type Conn struct {
 	conn *conn
 }
 
-// Close closes the connection without a close handshake.
-func (c *Conn) Close() error { return c.conn.Conn.Close() }
+// Close closes the connection without a close handshake. A connection
+// waiting in the poller is shut down instead, which has the session end
+// and close it once it is out of the poller.
+func (c *Conn) Close() error {
+	if c.conn.waiter.Shutdown(true) {
+		return nil
+	}
+	return c.conn.Conn.Close()
+}

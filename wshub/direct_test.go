@@ -40,7 +40,6 @@ func serveDirect(t *testing.T, h *hub.Hub, d *websocket.Dialer) (*websocket.Conn
 			t.Error(err)
 			return
 		}
-		defer sub.Close()
 		c, err := Upgrade(w, r, 30*time.Second)
 		if err != nil {
 			t.Error(err)
@@ -52,7 +51,7 @@ func serveDirect(t *testing.T, h *hub.Hub, d *websocket.Dialer) (*websocket.Conn
 		s := NewSession(c, sub, opts)
 		sess.Store(s)
 		sessions <- s
-		_ = s.Serve(start, "")
+		s.Serve(start, "", func(error) { sub.Close() })
 	}))
 	t.Cleanup(srv.Close)
 	ws, _, err := d.Dial("ws"+strings.TrimPrefix(srv.URL, "http"), nil)

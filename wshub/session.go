@@ -9,6 +9,7 @@ import (
 	"net"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -16,6 +17,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddy-push/push/hub"
+	"github.com/caddy-push/push/internal/poll"
 )
 
 // Format is the protocol spoken on a connection.
@@ -103,8 +105,9 @@ func EncodeRaw(m *hub.Message) []byte {
 }
 
 // Session is one connection: it streams a subscription to the client
-// and serves the client's frames. An idle session costs one goroutine,
-// the read loop; whatever is written (messages, answers, pings, the close
+// and serves the client's frames. An idle session costs no goroutine
+// where the poller is available (see readReady), one in the read loop
+// elsewhere; whatever is written (messages, answers, pings, the close
 // frame) is written by the goroutine that has it to write, under the
 // session's write lock: a short-lived drain goroutine for queued messages,
 // the read loop for answers, a timer for pings.
@@ -119,6 +122,20 @@ type Session struct {
 	readDone chan struct{} // closed when the read loop has ended
 	endOnce  sync.Once
 	ping     *time.Timer
+	done     func(error) // told why the session ended, once
+
+	// Read state, used by one reading goroutine at a time: the frame
+	// rate limiter's tokens and when it last counted.
+	tokens    float64
+	lastFrame time.Time
+	// lastRead is when the client was last heard from (Unix ns), for
+	// the ping timer when no goroutine waits in a read with a deadline;
+	// noPong is set when that timer found it silent too long.
+	lastRead atomic.Int64
+	noPong   atomic.Bool
+	polled   bool      // the connection waits in the poller when idle
+	ending   bool      // end has begun
+	nextPing time.Time // when the next ping is due; guarded by wmu
 
 	wmu     sync.Mutex // held to write and to change the fields below
 	closing bool       // a close frame was sent or the connection failed
@@ -151,6 +168,8 @@ func NewSession(c *Conn, sub *hub.Subscription, opts Options) *Session {
 	if opts.Format == Raw {
 		s.enc = EncodeRaw
 	}
+	c.conn.waiter = poll.New(c.conn.raw, s.readReady)
+	s.polled = c.conn.waiter != nil
 	s.pump.Init(sub, s.drainOnce, func(v any) {
 		s.log.Error("panic writing to a WebSocket", zap.Any("panic", v), zap.Stack("stack"))
 		_ = s.c.Close()
@@ -189,9 +208,15 @@ func (s *Session) setSince(topic string, seq uint64) {
 var errClientClosed = errors.New("client closed the connection")
 
 // Serve sends the start of the subscription (the replay from cursor
-// last), then reads the client's frames until the connection ends, in the
-// caller's goroutine. It closes the connection and returns why it ended.
-func (s *Session) Serve(start hub.Start, last string) error {
+// last), then serves the client's frames until the connection ends. It
+// closes the connection and calls done with why the session ended. On a
+// plain TCP connection where the poller is available (Linux), the
+// session waits for the client's frames without a goroutine: Serve
+// returns once the start is sent and done is called later, from another
+// goroutine. Elsewhere Serve reads in the caller's goroutine and returns
+// after done.
+func (s *Session) Serve(start hub.Start, last string, done func(error)) {
+	s.done = done
 	s.wmu.Lock()
 	for _, t := range s.sub.Topics() {
 		s.setSince(t, start.HeadSeq)
@@ -203,7 +228,8 @@ func (s *Session) Serve(start hub.Start, last string) error {
 	s.wmu.Unlock()
 	if err != nil {
 		close(s.readDone)
-		return err
+		done(err)
+		return
 	}
 	// The hooks may have fired before the session existed.
 	select {
@@ -213,25 +239,39 @@ func (s *Session) Serve(start hub.Start, last string) error {
 		// Live messages may go out now, after the start.
 		s.pump.Start()
 	}
+	s.setupRead()
 	if s.opts.Ping > 0 {
-		// Set the field before the timer can fire: sendPing resets it.
+		// Set the fields before the timer can fire: sendPing resets it.
+		s.nextPing = time.Now().Add(s.opts.Ping)
 		s.ping = time.AfterFunc(time.Hour, s.sendPing)
 		s.ping.Reset(s.opts.Ping)
 	}
-	err = s.readLoop()
+	if s.polled {
+		s.readReady()
+		return
+	}
+	s.end(s.readLoop())
+}
+
+// end finishes the session once reading has ended: it takes the
+// connection out of the poller, answers or sends the close frame, closes
+// the connection and tells done why the session ended.
+func (s *Session) end(err error) {
+	s.ending = true
+	s.c.conn.waiter.Done()
 	close(s.readDone)
 	if s.ping != nil {
 		s.ping.Stop()
 	}
 	s.finish(err)
-	if reason := s.sub.Err(); reason != nil {
-		return reason
-	}
 	var ce *websocket.CloseError
-	if errors.As(err, &ce) {
-		return errClientClosed
+	switch reason := s.sub.Err(); {
+	case reason != nil:
+		err = reason
+	case errors.As(err, &ce):
+		err = errClientClosed
 	}
-	return err
+	s.done(err)
 }
 
 // Kick is the subscription's OnReady hook: messages are queued, so have
@@ -346,17 +386,44 @@ func (s *Session) sendClose(code int, text string) {
 	})
 }
 
+// sendPing sends a ping when one is due. Where no goroutine waits in a
+// read with a deadline (the connection waits in the poller), it also
+// ends a session whose client was silent for two intervals.
 func (s *Session) sendPing() {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	if s.closing {
 		return
 	}
+	now := time.Now()
+	next := s.opts.Ping
+	if s.polled {
+		deadline := time.Unix(0, s.lastRead.Load()).Add(2 * s.opts.Ping)
+		if !now.Before(deadline) {
+			// The reader, woken by the shutdown, ends the session.
+			s.noPong.Store(true)
+			s.c.conn.waiter.Shutdown(false)
+			return
+		}
+		if now.Before(s.nextPing) {
+			s.ping.Reset(earliest(s.nextPing, deadline).Sub(now))
+			return
+		}
+		s.nextPing = now.Add(s.opts.Ping)
+		next = earliest(s.nextPing, deadline).Sub(now)
+	}
 	if _, err := s.c.conn.Write(pingFrame); err != nil {
 		s.failLocked()
 		return
 	}
-	s.ping.Reset(s.opts.Ping)
+	s.ping.Reset(next)
+}
+
+func earliest(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
 }
 
 // finish closes the connection once the read loop has ended: it answers
@@ -571,21 +638,67 @@ var errNoPong = errors.New("no pong from the client")
 // UTF-8 (RFC 6455, section 8.1).
 var errNotUTF8 = errors.New("text frame is not UTF-8")
 
-// readLoop reads the client's frames until the connection ends, and
-// returns why it ended.
-func (s *Session) readLoop() error {
+// errPanic ends a session whose reading panicked.
+var errPanic = errors.New("panic reading from the client")
+
+// setupRead prepares gorilla's reader and the read state.
+func (s *Session) setupRead() {
 	ws := s.c.ws
 	ws.SetReadLimit(s.opts.MaxMessageSize)
-	alive := func() {
-		if s.opts.Ping > 0 {
-			_ = ws.SetReadDeadline(time.Now().Add(2 * s.opts.Ping))
-		}
-	}
-	alive()
-	ws.SetPongHandler(func(string) error { alive(); return nil })
+	s.alive()
+	ws.SetPongHandler(func(string) error { s.alive(); return nil })
 	// finish answers a close; gorilla must not answer it too.
 	ws.SetCloseHandler(func(int, string) error { return nil })
+	burst := s.opts.FrameBurst
+	if burst <= 0 {
+		burst = FrameBurst
+	}
+	s.tokens, s.lastFrame = float64(burst), time.Now()
+}
 
+// alive notes that the client was heard from: it has two ping intervals
+// to be heard from again.
+func (s *Session) alive() {
+	if s.opts.Ping > 0 {
+		now := time.Now()
+		s.lastRead.Store(now.UnixNano())
+		_ = s.c.ws.SetReadDeadline(now.Add(2 * s.opts.Ping))
+	}
+}
+
+// readLoop reads the client's frames, waiting for them, until the
+// connection ends, and returns why it ended.
+func (s *Session) readLoop() error {
+	for {
+		err := s.c.conn.waitReadable()
+		var typ int
+		var data []byte
+		if err == nil {
+			typ, data, err = s.c.ws.ReadMessage()
+		}
+		if err := s.serveMessage(typ, data, err); err != nil {
+			return err
+		}
+	}
+}
+
+// serveMessage serves what gorilla's ReadMessage returned, and returns
+// why the session must end, or nil.
+func (s *Session) serveMessage(typ int, data []byte, err error) error {
+	if err != nil {
+		var ne interface{ Timeout() bool }
+		if s.noPong.Load() || errors.As(err, &ne) && ne.Timeout() {
+			err = errNoPong
+		}
+		return err
+	}
+	s.alive()
+	if typ == websocket.TextMessage && !utf8.Valid(data) {
+		return errNotUTF8
+	}
+	if s.opts.Format == Raw {
+		return nil
+	}
 	rate, burst := s.opts.FrameRate, s.opts.FrameBurst
 	if rate <= 0 {
 		rate = FrameRate
@@ -593,49 +706,27 @@ func (s *Session) readLoop() error {
 	if burst <= 0 {
 		burst = FrameBurst
 	}
-	tokens, last := float64(burst), time.Now()
-	for {
-		err := s.c.conn.waitReadable()
-		var typ int
-		var data []byte
-		if err == nil {
-			typ, data, err = ws.ReadMessage()
+	now := time.Now()
+	s.tokens = min(float64(burst), s.tokens+now.Sub(s.lastFrame).Seconds()*float64(rate))
+	s.lastFrame = now
+	if s.tokens < 1 {
+		f, ferr := DecodeFrame(data, s.opts.MaxTopics)
+		var ref json.RawMessage
+		if ferr == nil {
+			ref = f.Ref
+		} else {
+			ref = ferr.(*FrameError).Ref
 		}
-		if err != nil {
-			var ne interface{ Timeout() bool }
-			if errors.As(err, &ne) && ne.Timeout() {
-				err = errNoPong
-			}
-			return err
-		}
-		alive()
-		if typ == websocket.TextMessage && !utf8.Valid(data) {
-			return errNotUTF8
-		}
-		if s.opts.Format == Raw {
-			continue
-		}
-		now := time.Now()
-		tokens = min(float64(burst), tokens+now.Sub(last).Seconds()*float64(rate))
-		last = now
-		if tokens < 1 {
-			f, ferr := DecodeFrame(data, s.opts.MaxTopics)
-			var ref json.RawMessage
-			if ferr == nil {
-				ref = f.Ref
-			} else {
-				ref = ferr.(*FrameError).Ref
-			}
-			if !s.answer(ErrorFrame(ref, fmt.Errorf("more than %d frames a second; frame dropped", rate))) {
-				return net.ErrClosed
-			}
-			continue
-		}
-		tokens--
-		if !s.serveFrame(typ, data) {
+		if !s.answer(ErrorFrame(ref, fmt.Errorf("more than %d frames a second; frame dropped", rate))) {
 			return net.ErrClosed
 		}
+		return nil
 	}
+	s.tokens--
+	if !s.serveFrame(typ, data) {
+		return net.ErrClosed
+	}
+	return nil
 }
 
 // serveFrame carries out one client frame, or answers why not. It

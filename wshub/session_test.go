@@ -67,7 +67,6 @@ func serve(t *testing.T, h *hub.Hub, opts Options) *websocket.Conn {
 			t.Error(err)
 			return
 		}
-		defer sub.Close()
 		c, err := Upgrade(w, r, 5*time.Second)
 		if err != nil {
 			t.Error(err)
@@ -76,7 +75,7 @@ func serve(t *testing.T, h *hub.Hub, opts Options) *websocket.Conn {
 		s := NewSession(c, sub, opts)
 		sess.Store(s)
 		close(subscribed)
-		_ = s.Serve(start, "")
+		s.Serve(start, "", func(error) { sub.Close() })
 	}))
 	t.Cleanup(srv.Close)
 	ws, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(srv.URL, "http"), nil)
