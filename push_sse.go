@@ -207,24 +207,28 @@ func (h *SSE) serveConn(w http.ResponseWriter, r *http.Request, topics []string,
 	_ = nc.SetDeadline(time.Time{})
 
 	goServe(h.logger, "panic serving an event stream", nc, func() {
-		defer end()
 		c := sse.NewConn(nc, h.opts)
 		conn.Store(c)
-		var err error
+		ended := func(err error) {
+			defer end()
+			if reason := sub.Err(); reason != nil {
+				err = reason
+			} else if err == nil || errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) {
+				err = errClientGone
+			}
+			bytes, msgs := c.Written()
+			h.streams.ended(h.logger, "event stream ended", info, bytes, msgs, err)
+		}
 		// The subscription may have ended before the stream existed.
 		select {
 		case <-sub.Done():
 			c.Close()
+			ended(nil)
 		default:
-			err = c.Serve(sub, start, last)
+			// An idle stream then keeps no goroutine where the poller
+			// is available: Serve returns and ended runs when it ends.
+			c.Serve(sub, start, last, ended)
 		}
-		if reason := sub.Err(); reason != nil {
-			err = reason
-		} else if err == nil || errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) {
-			err = errClientGone
-		}
-		bytes, msgs := c.Written()
-		h.streams.ended(h.logger, "event stream ended", info, bytes, msgs, err)
 	})
 	return nil
 }

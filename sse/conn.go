@@ -1,6 +1,7 @@
 package sse
 
 import (
+	"errors"
 	"net"
 	"sync"
 	"syscall"
@@ -9,18 +10,24 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddy-push/push/hub"
+	"github.com/caddy-push/push/internal/poll"
 	"github.com/caddy-push/push/internal/takeover"
 )
 
 // Conn is an event stream on a connection of its own, taken over from
-// net/http once the response head was written. An idle Conn costs the
-// goroutine that runs Serve: queued messages are written by a drain
-// goroutine that Kick starts (hub.Pump), heartbeats by a timer, each
-// under the stream's lock. Every way a Conn ends goes through closeLocked.
+// net/http once the response head was written. An idle Conn costs no
+// goroutine where the poller is available (Linux, plain TCP): the socket
+// waits in it for the client to leave; elsewhere the goroutine that runs
+// Serve waits in a read. Queued messages are written by the delivery or
+// by a drain goroutine that Kick starts (hub.Pump), heartbeats by a
+// timer, each under the stream's lock. Every way a Conn ends goes
+// through closeLocked.
 type Conn struct {
 	encoder
 	conn     net.Conn
 	raw      syscall.RawConn // the socket, for writes that never wait; nil if none
+	waiter   *poll.Waiter    // waits for the client to leave; nil if no poller
+	done     func(error)     // told why the read ended, once
 	deadline time.Time       // the write deadline last set
 
 	mu        sync.Mutex // held to write and to close
@@ -38,15 +45,20 @@ type Conn struct {
 // NewConn prepares a stream on c, a connection whose response head has
 // been sent. Serve it with Serve.
 func NewConn(c net.Conn, opts Options) *Conn {
-	return &Conn{encoder: encoder{opts: opts}, conn: c, raw: takeover.RawConn(c)}
+	cc := &Conn{encoder: encoder{opts: opts}, conn: c, raw: takeover.RawConn(c)}
+	cc.waiter = poll.New(cc.raw, cc.readReady)
+	return cc
 }
 
 // Serve streams sub: it writes the reset notice and the replay, then
-// reads from the connection, in the caller's goroutine, until the client
-// leaves or the connection is closed (by Close or End). It returns what
-// ended the read; Written then counts what was sent.
-func (c *Conn) Serve(sub *hub.Subscription, start hub.Start, lastEventID string) error {
+// waits for the client to leave or the connection to be closed (by Close
+// or End), and calls done with what ended the read; Written then counts
+// what was sent. Where the poller is available Serve returns once the
+// start is written and done runs later on another goroutine; elsewhere
+// Serve reads in the caller's goroutine and returns after done.
+func (c *Conn) Serve(sub *hub.Subscription, start hub.Start, lastEventID string, done func(error)) {
 	c.sub = sub
+	c.done = done
 	c.pump.Init(sub, c.sendQueued, func(v any) {
 		if c.opts.Logger != nil {
 			c.opts.Logger.Error("panic writing an event stream", zap.Any("panic", v), zap.Stack("stack"))
@@ -61,7 +73,8 @@ func (c *Conn) Serve(sub *hub.Subscription, start hub.Start, lastEventID string)
 	}
 	c.mu.Unlock()
 	if err != nil {
-		return err
+		c.end(err)
+		return
 	}
 	c.pump.Start()
 	if c.opts.Heartbeat > 0 {
@@ -75,14 +88,66 @@ func (c *Conn) Serve(sub *hub.Subscription, start hub.Start, lastEventID string)
 	}
 	// Nothing more is expected from the client; reading tells when it
 	// leaves.
+	if c.waiter != nil {
+		c.readReady()
+		return
+	}
+	c.end(c.readAll())
+}
+
+// readAll reads, waiting, until the client leaves or the connection is
+// closed, and returns what ended the read.
+func (c *Conn) readAll() error {
 	b := make([]byte, 64)
 	for {
-		if _, err = c.conn.Read(b); err != nil {
-			break
+		if _, err := c.conn.Read(b); err != nil {
+			return err
 		}
 	}
+}
+
+// readReady reads what the client sent, without waiting, and arms the
+// poller again, or ends the stream once the client has left or the
+// connection was shut down. It runs on a goroutine the poller started,
+// or on Serve's for the first time.
+func (c *Conn) readReady() {
+	defer func() {
+		if v := recover(); v != nil {
+			if c.opts.Logger != nil {
+				c.opts.Logger.Error("panic ending an event stream", zap.Any("panic", v), zap.Stack("stack"))
+			}
+			c.waiter.Done()
+			_ = c.conn.Close()
+		}
+	}()
+	b := make([]byte, 64)
+	for {
+		_, err := c.waiter.TryRead(b)
+		if err == nil {
+			continue // discarded
+		}
+		if errors.Is(err, poll.ErrWouldBlock) {
+			if err = c.waiter.Arm(); err == nil {
+				return // nothing may touch c after Arm
+			}
+			if errors.Is(err, poll.ErrUnavailable) {
+				err = c.readAll()
+			}
+		}
+		c.end(err)
+		return
+	}
+}
+
+// end closes the stream once the read has ended: out of the poller,
+// closed, and done told why.
+func (c *Conn) end(err error) {
+	c.waiter.Done()
 	c.Close()
-	return err
+	// closeLocked may have only shut the socket down, while it was in
+	// the poller.
+	_ = c.conn.Close()
+	c.done(err)
 }
 
 // Kick is the subscription's OnReady hook: messages are queued, so have
@@ -248,7 +313,15 @@ func (c *Conn) closeLocked() {
 	if c.beat != nil {
 		c.beat.Stop()
 	}
-	_ = c.conn.Close()
+	c.closeConn()
+}
+
+// closeConn closes the connection, or, while it is in the poller, shuts
+// it down: the reader the poller then starts takes it out and closes it.
+func (c *Conn) closeConn() {
+	if !c.waiter.Shutdown(true) {
+		_ = c.conn.Close()
+	}
 }
 
 // Close ends the stream once any write in progress is done.
@@ -264,9 +337,9 @@ func (c *Conn) Close() {
 // It never blocks.
 func (c *Conn) End(grace time.Duration) {
 	if grace <= 0 {
-		_ = c.conn.Close()
+		c.closeConn()
 	} else {
-		time.AfterFunc(grace, func() { _ = c.conn.Close() })
+		time.AfterFunc(grace, c.closeConn)
 	}
 	go c.Close()
 }

@@ -50,11 +50,10 @@ func serveConn(t *testing.T, h *hub.Hub, server net.Conn, client *bufio.Reader) 
 		t.Fatal(err)
 	}
 	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = c.Serve(sub, start, "")
+	go c.Serve(sub, start, "", func(error) {
 		sub.Close()
-	}()
+		close(done)
+	})
 	t.Cleanup(func() { c.Close(); <-done })
 	if line, err := client.ReadString('\n'); err != nil || line != "retry: 1000\n" {
 		t.Fatalf("start: %q, %v", line, err)
