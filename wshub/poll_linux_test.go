@@ -246,6 +246,11 @@ func TestIdleSessionHasNoGoroutine(t *testing.T) {
 	if op, p := rc.read(t); op != opPong || string(p) != "hello" {
 		t.Fatalf("answer to a ping: op %d %q", op, p)
 	}
+	// Control frames are served whole, without a goroutine left
+	// waiting for a data frame.
+	waitFor(t, "the reader to return", func() bool { return readers() == 0 })
+	rc.send(t, opPong, nil)
+	waitFor(t, "the reader to return", func() bool { return readers() == 0 })
 	rc.send(t, opText, []byte(`{"type":"subscribe","ref":7,"topics":["u"]}`))
 	if got := rc.readData(t); !bytes.Contains(got, []byte(`"ref":7`)) {
 		t.Fatalf("answer to subscribe: %s", got)
