@@ -17,8 +17,8 @@ var (
 	startErr  error
 	epfd      int
 
-	table  map[uint64]*Waiter // registrations by id; guarded by mu
-	nextID uint64             // guarded by mu
+	table  = map[uint64]*Waiter{} // registrations by id; guarded by mu
+	nextID uint64                 // guarded by mu
 )
 
 // New returns a Waiter for the socket rc; ready is what runs, on a
@@ -40,7 +40,6 @@ func start() error {
 			return
 		}
 		epfd = fd
-		table = make(map[uint64]*Waiter)
 		go run(fd)
 	})
 	return startErr

@@ -1,0 +1,114 @@
+//go:build linux
+
+package sse
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"io"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/caddy-push/push/hub"
+	"github.com/caddy-push/push/internal/poll"
+)
+
+// streamReaders counts the goroutines in a stream's read path.
+func streamReaders() int {
+	buf := make([]byte, 1<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	n := 0
+	for _, g := range bytes.Split(buf, []byte("\n\n")) {
+		if bytes.Contains(g, []byte("sse.(*Conn).read")) {
+			n++
+		}
+	}
+	return n
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !cond(); {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		runtime.Gosched()
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestIdleStreamInPoller checks that an idle stream keeps no goroutine,
+// still gets its messages, and ends, freeing its registration, when the
+// client leaves (FIN, reset, or a request pipelined and then FIN) or the
+// server ends it.
+func TestIdleStreamInPoller(t *testing.T) {
+	h, err := hub.New(new(hub.MemoryBroker), hub.Config{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	base := poll.Registered()
+	for _, how := range []string{"FIN", "RST", "bytes then FIN", "End"} {
+		t.Run(how, func(t *testing.T) {
+			server, client := tcpPair(t)
+			c := NewConn(server, Options{Retry: time.Second, WriteTimeout: 30 * time.Second, Heartbeat: time.Hour})
+			sub, start, err := h.Subscribe([]string{"t"}, hub.SubscribeOptions{OnReadyDirect: c.Wake, OnEnd: func(error) { c.End(0) }})
+			if err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan error, 1)
+			// In a goroutine, for a Serve that would read in it.
+			go c.Serve(sub, start, "", func(err error) {
+				sub.Close()
+				done <- err
+			})
+			waitFor(t, "the stream to wait in the poller", func() bool {
+				return poll.Registered() == base+1 && streamReaders() == 0
+			})
+			// The stream has no goroutine now: none may be left after.
+			goroutines := runtime.NumGoroutine()
+			br := bufio.NewReader(client)
+			_ = client.SetReadDeadline(time.Now().Add(10 * time.Second))
+			if _, err := h.Publish(context.Background(), &hub.Message{Topic: "t", Data: []byte("hello")}); err != nil {
+				t.Fatal(err)
+			}
+			for {
+				line, err := br.ReadString('\n')
+				if err != nil {
+					t.Fatal(err)
+				}
+				if line == "data: hello\n" {
+					break
+				}
+			}
+			switch how {
+			case "FIN":
+				_ = client.CloseWrite()
+			case "RST":
+				_ = client.SetLinger(0)
+				_ = client.Close()
+			case "bytes then FIN":
+				_, _ = client.Write([]byte(strings.Repeat("GET / HTTP/1.1\r\n\r\n", 100)))
+				waitFor(t, "the reader to return", func() bool { return streamReaders() == 0 })
+				_ = client.CloseWrite()
+			case "End":
+				c.End(0)
+			}
+			select {
+			case <-done:
+			case <-time.After(10 * time.Second):
+				t.Fatal("the stream did not end")
+			}
+			if how != "RST" {
+				if _, err := io.Copy(io.Discard, br); err != nil {
+					t.Fatalf("client: %v, want EOF", err)
+				}
+			}
+			waitFor(t, "no registration", func() bool { return poll.Registered() == base })
+			waitFor(t, "goroutines to go", func() bool { return runtime.NumGoroutine() <= goroutines })
+		})
+	}
+}
