@@ -1,9 +1,11 @@
 package wshub
 
 import (
+	"bufio"
 	"encoding/binary"
 	"errors"
 	"slices"
+	"sync"
 
 	"go.uber.org/zap"
 
@@ -142,6 +144,33 @@ func (c *conn) stage() error {
 	return err
 }
 
+// readBuffers holds the buffers of gorilla's readers while their
+// connections wait in the poller, so that an idle connection keeps none.
+var readBuffers = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, readBufferSize) }}
+
+// park gives the buffer of gorilla's reader back while the connection
+// waits, unless it holds the start of a frame. The reader stays where
+// gorilla has it, empty until unpark.
+func (c *conn) park() {
+	if c.br.Buffered() > 0 || c.br.Size() == 0 {
+		return
+	}
+	r := new(bufio.Reader)
+	*r = *c.br
+	readBuffers.Put(r)
+	*c.br = bufio.Reader{}
+}
+
+// unpark gives gorilla's reader a buffer again.
+func (c *conn) unpark() {
+	if c.br.Size() > 0 {
+		return
+	}
+	r := readBuffers.Get().(*bufio.Reader)
+	r.Reset(c)
+	*c.br = *r
+}
+
 // readReady reads and serves what the client sent, then arms the poller
 // again or ends the session. It runs on a goroutine the poller started,
 // or on Serve's for the first time.
@@ -156,11 +185,14 @@ func (s *Session) readReady() {
 			s.end(errPanic)
 		}
 	}()
+	s.c.conn.unpark()
 	err := s.readStaged()
 	if err == nil {
+		s.c.conn.park()
 		if err = s.c.conn.waiter.Arm(); err == nil {
 			return // nothing may touch s after Arm: another goroutine may have it
 		}
+		s.c.conn.unpark()
 		if errors.Is(err, poll.ErrUnavailable) {
 			// The poller cannot take the connection: wait in gorilla's
 			// reader, as where there is no poller.

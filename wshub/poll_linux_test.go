@@ -184,6 +184,14 @@ func (rc *rawClient) readData(t *testing.T) []byte {
 	}
 }
 
+// quiet waits for the sessions of earlier tests to be gone from the
+// poller and returns the number of registrations left (none).
+func quiet(t *testing.T) int {
+	t.Helper()
+	waitFor(t, "earlier sessions to end", func() bool { return poll.Registered() == 0 })
+	return 0
+}
+
 // readers counts the goroutines in a session's read path.
 func readers() int {
 	buf := make([]byte, 1<<20)
@@ -230,13 +238,11 @@ func (ps *pollServer) waitEnded(t *testing.T, n int) []error {
 // it, its frames are answered, a ping from the client gets its pong.
 func TestIdleSessionHasNoGoroutine(t *testing.T) {
 	ps := newPollServer(t, Options{})
-	base := poll.Registered()
+	base := quiet(t)
 	rc := dialRaw(t, ps.url)
-	waitFor(t, "the session", func() bool { return ps.live.Load() == 1 })
-	waitFor(t, "the reader to return", func() bool { return readers() == 0 })
-	if got := poll.Registered() - base; got != 1 {
-		t.Fatalf("%d registrations, want 1", got)
-	}
+	waitFor(t, "the session to wait in the poller", func() bool {
+		return ps.live.Load() == 1 && poll.Registered() == base+1 && readers() == 0
+	})
 
 	publish(t, ps.h, "t", []byte("one"))
 	if got := rc.readData(t); !bytes.Contains(got, []byte(`"data":"one"`)) {
@@ -292,7 +298,7 @@ func TestIdleSessionHasNoGoroutine(t *testing.T) {
 func TestIdleSessionPings(t *testing.T) {
 	const ping = 100 * time.Millisecond
 	ps := newPollServer(t, Options{Ping: ping})
-	base := poll.Registered()
+	base := quiet(t)
 	rc := dialRaw(t, ps.url)
 	// Answer six pings: three ping deadlines pass meanwhile.
 	for i := 0; i < 6; i++ {
@@ -334,12 +340,13 @@ func TestIdleSessionPings(t *testing.T) {
 // long) and frees its registration and goroutines.
 func TestIdleSessionClientLeaves(t *testing.T) {
 	ps := newPollServer(t, Options{Ping: time.Hour})
-	base := poll.Registered()
+	base := quiet(t)
 	for _, how := range []string{"FIN", "RST"} {
 		t.Run(how, func(t *testing.T) {
 			rc := dialRaw(t, ps.url)
-			waitFor(t, "the session", func() bool { return ps.live.Load() == 1 })
-			waitFor(t, "the reader to return", func() bool { return readers() == 0 })
+			waitFor(t, "the session to wait in the poller", func() bool {
+				return ps.live.Load() == 1 && poll.Registered() == base+1 && readers() == 0
+			})
 			// The session has no goroutine now: none may be left after.
 			goroutines := runtime.NumGoroutine()
 			if how == "FIN" {
@@ -362,9 +369,9 @@ func TestIdleSessionClientLeaves(t *testing.T) {
 // client never answers, closes after the grace and frees everything.
 func TestIdleSessionEndedByServer(t *testing.T) {
 	ps := newPollServer(t, Options{})
-	base := poll.Registered()
+	base := quiet(t)
 	rc := dialRaw(t, ps.url)
-	waitFor(t, "the reader to return", func() bool { ps.live.Load(); return readers() == 0 && poll.Registered() == base+1 })
+	waitFor(t, "the session to wait in the poller", func() bool { return readers() == 0 && poll.Registered() == base+1 })
 	ps.h.Close()
 	if op, p := rc.read(t); op != opClose || binary.BigEndian.Uint16(p) != CloseGoingAway {
 		t.Fatalf("op %d %q, want close 1001", op, p)
@@ -382,7 +389,7 @@ func TestIdleSessionEndedByServer(t *testing.T) {
 // else's, and every registration must go.
 func TestPollFDReuse(t *testing.T) {
 	ps := newPollServer(t, Options{})
-	base := poll.Registered()
+	base := quiet(t)
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Add(1)

@@ -119,7 +119,7 @@ type Session struct {
 	log  *zap.Logger
 
 	pump     hub.Pump
-	readDone chan struct{} // closed when the read loop has ended
+	readDone atomic.Bool // set when reading has ended
 	endOnce  sync.Once
 	ping     *time.Timer
 	done     func(error) // told why the session ended, once
@@ -155,12 +155,11 @@ type Session struct {
 // once the session exists.
 func NewSession(c *Conn, sub *hub.Subscription, opts Options) *Session {
 	s := &Session{
-		c:        c,
-		sub:      sub,
-		opts:     opts,
-		enc:      EncodeJSON,
-		log:      opts.Logger,
-		readDone: make(chan struct{}),
+		c:    c,
+		sub:  sub,
+		opts: opts,
+		enc:  EncodeJSON,
+		log:  opts.Logger,
 	}
 	if s.log == nil {
 		s.log = zap.NewNop()
@@ -227,7 +226,7 @@ func (s *Session) Serve(start hub.Start, last string, done func(error)) {
 	}
 	s.wmu.Unlock()
 	if err != nil {
-		close(s.readDone)
+		s.readDone.Store(true)
 		done(err)
 		return
 	}
@@ -259,7 +258,7 @@ func (s *Session) Serve(start hub.Start, last string, done func(error)) {
 func (s *Session) end(err error) {
 	s.ending = true
 	s.c.conn.waiter.Done()
-	close(s.readDone)
+	s.readDone.Store(true)
 	if s.ping != nil {
 		s.ping.Stop()
 	}
@@ -378,9 +377,7 @@ func (s *Session) sendClose(code int, text string) {
 	s.closing = true
 	// A client that never answers must not keep the read loop.
 	time.AfterFunc(closeWait, func() {
-		select {
-		case <-s.readDone:
-		default:
+		if !s.readDone.Load() {
 			_ = s.c.Close()
 		}
 	})
