@@ -139,3 +139,38 @@ func TestMessageFrame(t *testing.T) {
 		t.Fatal("reset frame of an invalid cursor is not valid JSON")
 	}
 }
+
+// FuzzScanFrame checks that looking at staged client bytes never panics
+// and never reports a control frame longer than what is staged, however
+// the bytes are split between gorilla's buffer and the staging one.
+func FuzzScanFrame(f *testing.F) {
+	f.Add(clientFrameBytes(opPing, []byte("hi")), uint8(1), false)
+	f.Add(clientFrameBytes(opPong, nil), uint8(0), false)
+	f.Add(clientFrameBytes(opText, []byte(`{"type":"subscribe"}`)), uint8(3), true)
+	f.Add([]byte{0x89, 0xff, 0, 0, 0, 0, 0, 0, 0, 9}, uint8(2), false)
+	f.Fuzz(func(t *testing.T, b []byte, split uint8, failed bool) {
+		k := int(split) % (len(b) + 1)
+		kind, n, off, _ := scanFrame(b[:k], b[k:], failed)
+		switch kind {
+		case scanPing, scanPong:
+			if n > len(b) || off > n || n-off > 125 {
+				t.Fatalf("control frame of %d bytes (payload at %d) in %d staged", n, off, len(b))
+			}
+			if b[0]&0x80 == 0 || b[1]&0x80 == 0 {
+				t.Fatalf("an unfinished or unmasked frame taken as a control frame: % x", b[:2])
+			}
+		case scanMore:
+			if failed {
+				t.Fatal("more asked for after the read failed")
+			}
+		}
+	})
+}
+
+func clientFrameBytes(op byte, payload []byte) []byte {
+	b := []byte{0x80 | op, 0x80 | byte(len(payload)), 1, 2, 3, 4}
+	for i, c := range payload {
+		b = append(b, c^[]byte{1, 2, 3, 4}[i%4])
+	}
+	return b
+}
