@@ -6,7 +6,9 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"io"
+	"net"
 	"runtime"
 	"strings"
 	"testing"
@@ -108,6 +110,9 @@ func TestIdleStreamInPoller(t *testing.T) {
 				if _, err := io.Copy(io.Discard, br); err != nil {
 					t.Fatalf("client: %v, want EOF", err)
 				}
+			}
+			if err := server.SetReadDeadline(time.Time{}); !errors.Is(err, net.ErrClosed) {
+				t.Fatalf("the server's socket is still open: %v", err)
 			}
 			waitFor(t, "no registration", func() bool { return poll.Registered() == base })
 			waitFor(t, "goroutines to go", func() bool { return runtime.NumGoroutine() <= goroutines })
