@@ -1,0 +1,173 @@
+package poll
+
+import (
+	"io"
+	"net"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// pair returns the server and client ends of a loopback TCP connection.
+func pair(t *testing.T) (server *net.TCPConn, client net.Conn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close(); c.Close() })
+	return s.(*net.TCPConn), c
+}
+
+func rawConn(t *testing.T, c *net.TCPConn) syscall.RawConn {
+	t.Helper()
+	rc, err := c.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rc
+}
+
+func fdOf(t *testing.T, rc syscall.RawConn) int {
+	t.Helper()
+	var n int
+	if err := rc.Control(func(fd uintptr) { n = int(fd) }); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func wait(t *testing.T, ch <-chan struct{}, what string) {
+	t.Helper()
+	select {
+	case <-ch:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("timed out waiting for %s", what)
+	}
+}
+
+// TestOneShot checks that ready runs once per Arm, when the socket is
+// readable, and that TryRead reads what is there without waiting, then
+// EOF once the client has closed its side.
+func TestOneShot(t *testing.T) {
+	server, client := pair(t)
+	ready := make(chan struct{}, 4)
+	w := New(rawConn(t, server), func() { ready <- struct{}{} })
+	defer w.Done()
+	if err := w.Arm(); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 16)
+	if _, err := w.TryRead(buf); err != ErrWouldBlock {
+		t.Fatalf("TryRead on an idle socket: %v", err)
+	}
+	_, _ = client.Write([]byte("a"))
+	wait(t, ready, "ready")
+	// Not armed again: more data starts nothing.
+	_, _ = client.Write([]byte("b"))
+	select {
+	case <-ready:
+		t.Fatal("ready ran twice for one Arm")
+	case <-time.After(50 * time.Millisecond):
+	}
+	if n, err := w.TryRead(buf); err != nil || string(buf[:n]) != "ab" {
+		t.Fatalf("TryRead: %q, %v", buf[:n], err)
+	}
+	_ = client.(*net.TCPConn).CloseWrite()
+	if err := w.Arm(); err != nil {
+		t.Fatal(err)
+	}
+	wait(t, ready, "ready on EOF")
+	if _, err := w.TryRead(buf); err != io.EOF {
+		t.Fatalf("TryRead after the client's FIN: %v", err)
+	}
+}
+
+// TestShutdownWakes checks that Shutdown has a registered connection's
+// ready run, and reports false once the connection is out of the poller.
+func TestShutdownWakes(t *testing.T) {
+	server, _ := pair(t)
+	ready := make(chan struct{}, 1)
+	w := New(rawConn(t, server), func() { ready <- struct{}{} })
+	if w.Shutdown(false) {
+		t.Fatal("Shutdown before Arm")
+	}
+	if err := w.Arm(); err != nil {
+		t.Fatal(err)
+	}
+	if !w.Shutdown(false) {
+		t.Fatal("Shutdown of a registered connection did nothing")
+	}
+	wait(t, ready, "ready after Shutdown")
+	w.Done()
+	if w.Shutdown(true) {
+		t.Fatal("Shutdown after Done")
+	}
+	if err := w.Arm(); err == nil {
+		t.Fatal("Arm after Done")
+	}
+}
+
+// TestReusedDescriptor checks that a connection closed after Done and
+// another one given the same descriptor number are two registrations:
+// the new one's events reach only its own ready.
+func TestReusedDescriptor(t *testing.T) {
+	if err := start(); err != nil { // its descriptor first
+		t.Fatal(err)
+	}
+	base := Registered()
+	old, oldClient := pair(t)
+	oldReady := make(chan struct{}, 1)
+	wOld := New(rawConn(t, old), func() { oldReady <- struct{}{} })
+	if err := wOld.Arm(); err != nil {
+		t.Fatal(err)
+	}
+	oldFD := fdOf(t, rawConn(t, old))
+	wOld.Done()
+	old.Close()
+	oldClient.Close()
+	if got := Registered(); got != base {
+		t.Fatalf("%d registrations after Done, want %d", got, base)
+	}
+	server, client := pair(t)
+	rc := rawConn(t, server)
+	if fd := fdOf(t, rc); fd != oldFD {
+		t.Fatalf("descriptor %d not reused (%d): the test proves nothing", oldFD, fd)
+	}
+	newReady := make(chan struct{}, 1)
+	w := New(rc, func() { newReady <- struct{}{} })
+	defer w.Done()
+	if err := w.Arm(); err != nil {
+		t.Fatal(err)
+	}
+	_, _ = client.Write([]byte("x"))
+	wait(t, newReady, "the new connection's ready")
+	select {
+	case <-oldReady:
+		t.Fatal("the closed connection's ready ran")
+	default:
+	}
+}
+
+// TestArmClosed checks that a closed connection cannot be armed.
+func TestArmClosed(t *testing.T) {
+	server, _ := pair(t)
+	rc := rawConn(t, server)
+	server.Close()
+	w := New(rc, func() { t.Error("ready ran") })
+	if err := w.Arm(); err != net.ErrClosed {
+		t.Fatalf("Arm of a closed connection: %v", err)
+	}
+	if Registered() != 0 {
+		t.Fatal("a closed connection is registered")
+	}
+}
