@@ -296,23 +296,25 @@ func TestIdleSessionHasNoGoroutine(t *testing.T) {
 // stops answering is closed with 1001 "no pong" after two, and both
 // leave nothing behind.
 func TestIdleSessionPings(t *testing.T) {
-	const ping = 100 * time.Millisecond
+	const ping = 250 * time.Millisecond
 	ps := newPollServer(t, Options{Ping: ping})
 	base := quiet(t)
 	rc := dialRaw(t, ps.url)
 	// Answer six pings: three ping deadlines pass meanwhile.
+	var start time.Time
 	for i := 0; i < 6; i++ {
 		op, p := rc.read(t)
 		if op != opPing {
 			t.Fatalf("frame %d: op %d %q, want a ping", i, op, p)
 		}
+		// The server hears the last pong after this.
+		start = time.Now()
 		rc.send(t, opPong, p)
 	}
 	if ps.live.Load() != 1 {
 		t.Fatal("a client that answers pings was closed")
 	}
 	// Stop answering: two intervals later the session ends.
-	start := time.Now()
 	for {
 		op, p := rc.read(t)
 		if op == opClose {
