@@ -21,33 +21,38 @@ func (r *receiver) Deliver(msgs []*Message) { (*Hub)(r).deliver(msgs) }
 func (r *receiver) Reset(to Position) {
 	h := (*Hub)(r)
 	var hooks []func()
-	h.mu.Lock()
+	h.lockAll()
 	if h.closed {
-		h.mu.Unlock()
+		h.unlockAll()
 		return
 	}
 	newEpoch := to.Epoch != h.epoch
 	h.logger.Load().Warn("broker lost messages: ending every subscription so that subscribers resume",
-		zap.String("epoch", h.epoch), zap.Uint64("last_delivered", h.head),
+		zap.String("epoch", h.epoch), zap.Uint64("last_delivered", h.seq.Load()),
 		zap.String("new_epoch", to.Epoch), zap.Uint64("continue_after", to.Seq))
-	for s := range h.subs {
+	for _, s := range h.allSubsLocked() {
 		if f := h.endLocked(s, ErrReset); f != nil {
 			hooks = append(hooks, f)
 		}
 	}
-	if newEpoch {
-		h.tombs = newTombs()
-	}
-	for _, t := range h.topics {
-		h.dropCacheLocked(t)
+	for i := range h.shards {
+		sh := &h.shards[i]
 		if newEpoch {
-			t.last, t.evicted = 0, 0
+			sh.tombs = newTombs()
 		}
-		h.dropTopicIfIdleLocked(t)
+		for _, t := range sh.topics {
+			h.dropCacheLocked(sh, t)
+			if newEpoch {
+				t.last, t.evicted = 0, 0
+			}
+			sh.dropTopicIfIdleLocked(t)
+		}
+		sh.fifo.compact()
+		h.noteFrontLocked(sh)
 	}
-	h.fifo.compact()
-	h.epoch, h.head, h.cacheFloor = to.Epoch, to.Seq, to.Seq
-	h.mu.Unlock()
+	h.epoch, h.cacheFloor = to.Epoch, to.Seq
+	h.seq.Store(to.Seq)
+	h.unlockAll()
 	for _, f := range hooks {
 		go f()
 	}
@@ -55,18 +60,19 @@ func (r *receiver) Reset(to Position) {
 
 // dropCacheLocked forgets t's history as evictLocked does, but neither
 // counts it as evicted nor marks it lost: the broker still has it.
-func (h *Hub) dropCacheLocked(t *topic) {
+func (h *Hub) dropCacheLocked(sh *shard, t *topic) {
 	if t.hist.len() == 0 {
 		return
 	}
+	size := t.size()
 	for t.hist.len() > 0 {
 		m := t.hist.pop()
 		m.retained = false
-		h.retained--
-		h.bytes -= m.size()
+		sh.retained--
+		size += m.size()
 		m.uncountEncodings()
 	}
-	h.bytes -= t.size()
+	h.bytes.Add(-size)
 }
 
 // setBrokerLimits passes the history caps on to a broker that keeps the
@@ -145,7 +151,8 @@ func (h *Hub) brokerQueryLocked(ts []*topic, last string) *brokerQuery {
 	if h.history == nil || last == "" || len(ts) == 0 {
 		return nil
 	}
-	q := &brokerQuery{epoch: h.epoch, head: h.head}
+	head := h.seq.Load()
+	q := &brokerQuery{epoch: h.epoch, head: head}
 	if last == EarliestID {
 		if h.cacheFloor == 0 {
 			return nil
@@ -156,7 +163,7 @@ func (h *Hub) brokerQueryLocked(ts []*topic, last string) *brokerQuery {
 		if !ok || epoch != h.epoch {
 			return nil // foreign: a reset, as startLocked says
 		}
-		cached := seq >= h.cacheFloor && seq <= h.head
+		cached := seq >= h.cacheFloor && seq <= head
 		for _, t := range ts {
 			cached = cached && t.evicted <= seq
 		}

@@ -13,7 +13,7 @@ const MaxKinds = 4
 // sits on a cache line of its own: subscribers of different kinds
 // writing at once do not contend.
 type kindCount struct {
-	subscribers int // guarded by Hub.mu
+	subscribers int // guarded by Hub.subsMu
 	delivered   atomic.Uint64
 	_           [48]byte
 }

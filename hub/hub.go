@@ -8,9 +8,11 @@ import (
 	"cmp"
 	"context"
 	"errors"
+	"hash/maphash"
 	"maps"
+	"math"
+	"math/bits"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -75,51 +77,63 @@ var (
 // broker, keeps their history and fans them out to subscribers.
 type Hub struct {
 	broker Broker
-	epoch  string
 	cfg    atomic.Pointer[Config]
 	logger atomic.Pointer[zap.Logger]
+	// local is set with the memory broker: the hub numbers messages
+	// itself, and publishers on different shards run at once.
+	local bool
+	seed  maphash.Seed // of shardOf
+
+	_ [64]byte
+	// seq is the sequence number of the last message numbered (local)
+	// or delivered (broker). A message is numbered and queued to its
+	// subscribers under its shard's lock, so that whoever holds a
+	// shard's lock knows that every message of the shard numbered up to
+	// seq is queued, and every later one will be. It shares its cache
+	// line with the other counters every publish writes.
+	seq       atomic.Uint64
+	published atomic.Uint64
+	bytes     atomic.Int64 // retained messages and their topics
+	encBytes  atomic.Int64 // encodings of retained messages
+	_         [32]byte
 
 	isClosed        atomic.Bool // mirrors closed, for Publish
-	published       atomic.Uint64
 	droppedSlow     atomic.Uint64
 	droppedShutdown atomic.Uint64
 	evicted         atomic.Uint64
 	kinds           [MaxKinds]kindCount
 
-	mu     sync.Mutex
-	closed bool
-	head   uint64 // sequence number of the last message delivered
-	topics map[string]*topic
+	// order is taken before any shard lock by publishes that reach a
+	// subscription spanning several shards, and by whatever changes
+	// such a subscription (see shard).
+	order sync.Mutex
+	_     [56]byte
+
+	shards [numShards]shard
+	fronts [numShards]front
+
+	// closed, epoch and cacheFloor are written with every lock held
+	// (lockAll), and read with any one. cacheFloor is the sequence
+	// number after which this hub has been delivered every message: with
+	// a HistoryBroker, older cursors are served by the broker, which may
+	// also change the epoch.
+	closed     bool
+	epoch      string
+	cacheFloor uint64
+
+	// subsMu guards subs, subsPeak and the kinds' subscriber counts.
+	subsMu sync.Mutex
 	subs   map[*Subscription]struct{}
-	// fifo holds every retained message in sequence (and so time) order,
-	// for the TTL and total-bytes caps; entries evicted by a topic's own
-	// count cap stay until compacted.
-	fifo     deque
-	retained int
-	bytes    int64        // retained messages and their topics
-	encBytes atomic.Int64 // encodings of retained messages
-	// tombs remembers, for topics removed once they had neither
-	// subscribers nor history, up to which sequence number they lost
-	// messages, so that a cursor older than that gets a reset.
-	tombs tombs
+	// subsPeak is the largest size of subs since it was last rebuilt.
+	subsPeak int
 	// wakers writes to the subscribers a large delivery made ready.
 	wakers wakers
-	// topicsPeak and subsPeak are the largest sizes of topics and subs
-	// since they were last rebuilt: a Go map never shrinks, so a map much
-	// smaller than its peak is copied into a new one.
-	topicsPeak int
-	subsPeak   int
 
 	stop chan struct{}
 	done chan struct{}
 
 	// history is the broker, if it keeps history itself (brokered.go).
 	history HistoryBroker
-	// cacheFloor, guarded by mu, is the sequence number after which this
-	// hub has been delivered every message: with a HistoryBroker, older
-	// cursors are served by the broker. epoch too is guarded by mu: a
-	// HistoryBroker may change it.
-	cacheFloor uint64
 }
 
 type topic struct {
@@ -128,6 +142,10 @@ type topic struct {
 	hist    deque
 	last    uint64 // sequence number of the last message published
 	evicted uint64 // highest sequence number no longer retained
+	shard   uint8  // index of the shard that holds it
+	// cross counts the subscribers whose topics span several shards:
+	// while it is not zero, publishes to the topic take the order lock.
+	cross int32
 }
 
 // unsubscribe removes s from t's subscribers; a topic without any holds
@@ -143,21 +161,26 @@ func (t *topic) unsubscribe(s *Subscription) {
 func New(b Broker, cfg Config, logger *zap.Logger) (*Hub, error) {
 	h := &Hub{
 		broker: b,
-		topics: make(map[string]*topic),
+		seed:   maphash.MakeSeed(),
 		subs:   make(map[*Subscription]struct{}),
-		tombs:  newTombs(),
 		stop:   make(chan struct{}),
 		done:   make(chan struct{}),
 	}
+	for i := range h.shards {
+		h.shards[i] = shard{index: i, topics: make(map[string]*topic), tombs: newTombs()}
+		h.fronts[i].seq.Store(math.MaxUint64)
+	}
 	h.history, _ = b.(HistoryBroker)
+	_, h.local = b.(*MemoryBroker)
 	h.SetConfig(cfg)
 	h.SetLogger(logger)
 	// The broker may deliver as soon as it is open: not before the hub
 	// knows where the sequence stands.
-	h.mu.Lock()
+	h.lockAll()
 	pos, err := b.Open((*receiver)(h))
-	h.epoch, h.head, h.cacheFloor = pos.Epoch, pos.Seq, pos.Seq
-	h.mu.Unlock()
+	h.epoch, h.cacheFloor = pos.Epoch, pos.Seq
+	h.seq.Store(pos.Seq)
+	h.unlockAll()
 	if err != nil {
 		return nil, err
 	}
@@ -186,8 +209,8 @@ func (h *Hub) SetLogger(l *zap.Logger) {
 
 // Epoch names this hub's ID space.
 func (h *Hub) Epoch() string {
-	h.mu.Lock()
-	defer h.mu.Unlock()
+	h.order.Lock()
+	defer h.order.Unlock()
 	return h.epoch
 }
 
@@ -220,7 +243,13 @@ func (h *Hub) Publish(ctx context.Context, msgs ...*Message) ([]string, error) {
 	if h.isClosed.Load() {
 		return nil, ErrClosed
 	}
-	epoch, err := h.broker.Publish(ctx, msgs)
+	var epoch string
+	var err error
+	if h.local {
+		epoch, err = h.publishLocal(msgs)
+	} else {
+		epoch, err = h.broker.Publish(ctx, msgs)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -232,102 +261,162 @@ func (h *Hub) Publish(ctx context.Context, msgs ...*Message) ([]string, error) {
 	return ids, nil
 }
 
+// delivery collects what a delivery must do once its locks are released.
+type delivery struct {
+	woken []*Subscription // to call OnReadyDirect on
+	cut   []*Subscription // queues that overflowed: to end with ErrSlow
+}
+
+// finish wakes the subscriptions a delivery made ready and ends those it
+// found too slow. No lock may be held.
+func (d *delivery) finish(h *Hub) {
+	h.wakers.wake(d.woken)
+	for _, s := range d.cut {
+		// The broker may still hold a lock of its own: never let a
+		// transport's hook make the publisher wait.
+		if f := h.end(s, ErrSlow); f != nil {
+			go f()
+		}
+	}
+}
+
+// publishLocal numbers msgs and delivers them, for the memory broker:
+// under the lock of their shard alone when they lie in one shard that no
+// subscription spanning shards reaches, else under the order lock too.
+func (h *Hub) publishLocal(msgs []*Message) (string, error) {
+	cfg := h.cfg.Load()
+	now := time.Now()
+	var d delivery
+	var epoch string
+	if len(msgs) == 1 {
+		m := msgs[0]
+		sh := &h.shards[h.shardOf(m.Topic)]
+		sh.mu.Lock()
+		t := sh.topics[m.Topic]
+		global := t != nil && t.cross > 0
+		if global {
+			sh.mu.Unlock()
+			h.order.Lock()
+			sh.mu.Lock()
+			t = sh.topics[m.Topic]
+		}
+		if h.closed {
+			h.unlock(1<<sh.index, global)
+			return "", ErrClosed
+		}
+		epoch = h.epoch
+		m.Seq = h.seq.Add(1)
+		h.deliverLocked(sh, t, m, cfg, now, &d)
+		h.trimTTLLocked(sh, cfg, now)
+		h.unlock(1<<sh.index, global)
+	} else {
+		idx := make([]uint8, len(msgs))
+		var mask uint64
+		for i, m := range msgs {
+			idx[i] = uint8(h.shardOf(m.Topic))
+			mask |= 1 << idx[i]
+		}
+		global := bits.OnesCount64(mask) > 1
+		h.lock(mask, global)
+		if !global && slices.ContainsFunc(msgs, func(m *Message) bool {
+			t := h.shards[idx[0]].topics[m.Topic]
+			return t != nil && t.cross > 0
+		}) {
+			h.unlock(mask, false)
+			global = true
+			h.lock(mask, true)
+		}
+		if h.closed {
+			h.unlock(mask, global)
+			return "", ErrClosed
+		}
+		epoch = h.epoch
+		seq := h.seq.Add(uint64(len(msgs))) - uint64(len(msgs))
+		for i, m := range msgs {
+			m.Seq = seq + uint64(i) + 1
+			sh := &h.shards[idx[i]]
+			h.deliverLocked(sh, sh.topics[m.Topic], m, cfg, now, &d)
+		}
+		for m := mask; m != 0; m &= m - 1 {
+			h.trimTTLLocked(&h.shards[bits.TrailingZeros64(m)], cfg, now)
+		}
+		h.unlock(mask, global)
+	}
+	h.trimBytes(cfg)
+	d.finish(h)
+	return epoch, nil
+}
+
 // deliver is the broker's callback: retain each message and hand it to
-// the subscribers of its topic.
+// the subscribers of its topic. Brokers call it from one goroutine at a
+// time; it holds the order lock throughout, and each message's shard
+// lock while it delivers it.
 func (h *Hub) deliver(msgs []*Message) {
 	cfg := h.cfg.Load()
 	now := time.Now()
-	var hooks []func()
-	var woken []*Subscription
+	var d delivery
 
-	h.mu.Lock()
+	h.order.Lock()
 	if h.closed {
-		h.mu.Unlock()
+		h.order.Unlock()
 		return
 	}
 	for _, m := range msgs {
-		if m.Seq <= h.head {
+		if m.Seq <= h.seq.Load() {
 			continue // already delivered
 		}
-		h.head = m.Seq
-		m.id = formatID(h.epoch, m.Seq)
-		if m.Time.IsZero() {
-			m.Time = now
-		}
-		t := h.topicLocked(m.Topic)
-		m.Topic = t.name // one copy of the name for all its messages
-		t.last = m.Seq
-		if cfg.History > 0 && cfg.HistoryTTL > 0 {
-			m.retained = true
-			if t.hist.len() == 0 {
-				h.bytes += t.size()
-			}
-			t.hist.push(m)
-			h.fifo.push(m)
-			h.retained++
-			h.bytes += m.size()
-			m.countEncodings(&h.encBytes)
-			for t.hist.len() > cfg.History {
-				h.evictLocked(t.hist.pop())
-			}
-		} else {
-			t.evicted = m.Seq
-		}
-		for s := range t.subs {
-			queued, first := s.enqueue(m)
-			if first && s.direct != nil {
-				woken = append(woken, s)
-			}
-			if !queued {
-				h.droppedSlow.Add(1)
-				if hook := h.endLocked(s, ErrSlow); hook != nil {
-					hooks = append(hooks, hook)
-				}
-			}
-		}
-		h.dropTopicIfIdleLocked(t)
+		sh := &h.shards[h.shardOf(m.Topic)]
+		sh.mu.Lock()
+		h.seq.Store(m.Seq)
+		h.deliverLocked(sh, sh.topics[m.Topic], m, cfg, now, &d)
+		h.trimTTLLocked(sh, cfg, now)
+		sh.mu.Unlock()
 	}
-	h.trimLocked(cfg, now)
-	h.mu.Unlock()
-
-	h.wakers.wake(woken)
-	// The broker may still hold a lock of its own: never let a
-	// transport's hook make the publisher wait.
-	for _, f := range hooks {
-		go f()
-	}
+	h.order.Unlock()
+	h.trimBytes(cfg)
+	d.finish(h)
 }
 
-// topicLocked returns the topic named name, creating it if need be.
-func (h *Hub) topicLocked(name string) *topic {
-	if t, ok := h.topics[name]; ok {
-		return t
+// deliverLocked retains m, numbered already, in its topic t (nil if it
+// is not in sh yet) and queues it to t's subscribers.
+func (h *Hub) deliverLocked(sh *shard, t *topic, m *Message, cfg *Config, now time.Time, d *delivery) {
+	m.id = formatID(h.epoch, m.Seq)
+	if m.Time.IsZero() {
+		m.Time = now
 	}
-	// A topic's name is the one copy of it that its messages share.
-	name = strings.Clone(name)
-	t := &topic{name: name, evicted: h.tombs.lost(name)}
-	h.topics[name] = t
-	h.topicsPeak = max(h.topicsPeak, len(h.topics))
-	return t
-}
-
-// dropTopicIfIdleLocked forgets t if nothing refers to it any more,
-// keeping a tombstone of its last sequence number.
-func (h *Hub) dropTopicIfIdleLocked(t *topic) {
-	if len(t.subs) > 0 || t.hist.len() > 0 {
-		return
+	if t == nil {
+		t = sh.topicLocked(m.Topic)
 	}
-	if h.topics[t.name] != t {
-		return
+	m.Topic = t.name // one copy of the name for all its messages
+	t.last = m.Seq
+	if cfg.History > 0 && cfg.HistoryTTL > 0 {
+		m.retained = true
+		size := m.size()
+		if t.hist.len() == 0 {
+			size += t.size()
+		}
+		t.hist.push(m)
+		sh.fifo.push(m)
+		sh.retained++
+		h.bytes.Add(size)
+		m.countEncodings(&h.encBytes)
+		for t.hist.len() > cfg.History {
+			h.evictLocked(sh, t.hist.pop())
+		}
+	} else {
+		t.evicted = m.Seq
 	}
-	delete(h.topics, t.name)
-	if t.evicted > 0 {
-		h.tombs.remember(t.name, t.evicted)
+	for s := range t.subs {
+		first, cut := s.enqueue(m)
+		if first && s.direct != nil {
+			d.woken = append(d.woken, s)
+		}
+		if cut {
+			h.droppedSlow.Add(1)
+			d.cut = append(d.cut, s)
+		}
 	}
-	if shrinks(len(h.topics), h.topicsPeak) {
-		h.topics = maps.Collect(maps.All(h.topics))
-		h.topicsPeak = len(h.topics)
-	}
+	sh.dropTopicIfIdleLocked(t)
 }
 
 // shrinks reports whether a map of n entries that held peak should be
@@ -336,61 +425,32 @@ func (h *Hub) dropTopicIfIdleLocked(t *topic) {
 func shrinks(n, peak int) bool { return peak >= 4096 && n*8 <= peak }
 
 // evictLocked forgets m, which is the oldest message of its topic.
-func (h *Hub) evictLocked(m *Message) {
+func (h *Hub) evictLocked(sh *shard, m *Message) {
 	m.retained = false
-	h.retained--
-	h.bytes -= m.size()
+	sh.retained--
+	size := m.size()
 	m.uncountEncodings()
 	h.evicted.Add(1)
-	if t := h.topics[m.Topic]; t != nil {
+	if t := sh.topics[m.Topic]; t != nil {
 		t.evicted = max(t.evicted, m.Seq)
 		if t.hist.len() == 0 {
-			h.bytes -= t.size()
+			size += t.size()
 		}
 	}
+	h.bytes.Add(-size)
 }
 
 // retainedBytes is what the history costs, counted against
 // history_max_bytes.
-func (h *Hub) retainedBytes() int64 { return h.bytes + h.encBytes.Load() }
+func (h *Hub) retainedBytes() int64 { return h.bytes.Load() + h.encBytes.Load() }
 
 // size is what a topic with history counts against history_max_bytes.
 func (t *topic) size() int64 { return int64(len(t.name)) + topicOverhead }
 
-// trimChunk bounds the messages one call of trimLocked evicts, so that
-// history expiring all at once never holds the lock long: the janitor
+// trimChunk bounds the messages one call of a trim evicts, so that
+// history expiring all at once never holds a lock long: the janitor
 // goes on after letting others in, and every publish helps.
 const trimChunk = 1024
-
-// trimLocked enforces the TTL and total-bytes caps, oldest first, for up
-// to trimChunk messages. It reports whether more are due.
-func (h *Hub) trimLocked(cfg *Config, now time.Time) (more bool) {
-	cutoff := now.Add(-cfg.HistoryTTL)
-	for n := 0; h.fifo.len() > 0; n++ {
-		m := h.fifo.front()
-		if m.retained && h.retainedBytes() <= cfg.HistoryMaxBytes && m.Time.After(cutoff) {
-			break
-		}
-		if n == trimChunk {
-			more = true
-			break
-		}
-		h.fifo.pop()
-		if !m.retained {
-			continue
-		}
-		t := h.topics[m.Topic]
-		// Per topic and overall, history is in sequence order, so the
-		// oldest message overall is the oldest of its topic.
-		t.hist.pop()
-		h.evictLocked(m)
-		h.dropTopicIfIdleLocked(t)
-	}
-	if h.fifo.len() > 2*h.retained+1024 {
-		h.fifo.compact()
-	}
-	return more
-}
 
 // janitor expires history while no one publishes.
 func (h *Hub) janitor() {
@@ -402,10 +462,16 @@ func (h *Hub) janitor() {
 		case <-h.stop:
 			return
 		case now := <-tick.C:
-			for more := true; more; {
-				h.mu.Lock()
-				more = h.trimLocked(h.cfg.Load(), now)
-				h.mu.Unlock()
+			cfg := h.cfg.Load()
+			for i := range h.shards {
+				sh := &h.shards[i]
+				for more := true; more; {
+					sh.mu.Lock()
+					more = h.trimTTLLocked(sh, cfg, now)
+					sh.mu.Unlock()
+				}
+			}
+			for h.trimBytes(cfg) {
 			}
 		}
 	}
@@ -472,27 +538,45 @@ func (h *Hub) subscribe(topics []string, opts SubscribeOptions) (*Subscription, 
 		direct:  opts.OnReadyDirect,
 		kind:    kindOf(opts.Kind),
 	}
+	h.trimBytes(cfg)
 
-	h.mu.Lock()
-	defer h.mu.Unlock()
+	mask := h.maskOf(topics)
+	s.mask.Store(mask)
+	global := bits.OnesCount64(mask) != 1
+	h.lock(mask, global)
+	defer h.unlock(mask, global)
 	if h.closed {
 		return nil, Start{}, ErrClosed
 	}
-	h.trimLocked(cfg, time.Now())
+	h.trimTTLMaskLocked(mask, cfg)
 	h.addTopicsLocked(s, topics)
+	h.subsMu.Lock()
 	h.subs[s] = struct{}{}
 	h.subsPeak = max(h.subsPeak, len(h.subs))
 	h.countSubscribedLocked(s)
+	h.subsMu.Unlock()
 	return s, h.startLocked(s.topics, opts.LastEventID), nil
 }
 
+// trimTTLMaskLocked expires the history of the shards in mask, which the
+// caller holds, before a replay is read from it.
+func (h *Hub) trimTTLMaskLocked(mask uint64, cfg *Config) {
+	now := time.Now()
+	for m := mask; m != 0; m &= m - 1 {
+		h.trimTTLLocked(&h.shards[bits.TrailingZeros64(m)], cfg, now)
+	}
+}
+
 // startLocked computes what a subscriber to ts resuming from cursor last
-// is sent before live messages.
+// is sent before live messages. The caller holds the locks of ts's
+// shards: every message on ts numbered up to h.seq is in their history
+// or gone, and every later one will be queued.
 func (h *Hub) startLocked(ts []*topic, last string) Start {
 	if q := h.brokerQueryLocked(ts, last); q != nil {
 		return Start{query: q}
 	}
-	st := Start{Head: formatID(h.epoch, h.head), HeadSeq: h.head}
+	head := h.seq.Load()
+	st := Start{Head: formatID(h.epoch, head), HeadSeq: head}
 	after := uint64(0)
 	switch {
 	case last == "" || len(ts) == 0:
@@ -501,7 +585,7 @@ func (h *Hub) startLocked(ts []*topic, last string) Start {
 	case last == EarliestID:
 	default:
 		epoch, seq, ok := parseID(last)
-		if !ok || epoch != h.epoch || seq > h.head {
+		if !ok || epoch != h.epoch || seq > head {
 			st.Reset = true
 			return st
 		}
@@ -522,24 +606,30 @@ func (h *Hub) startLocked(ts []*topic, last string) Start {
 	return st
 }
 
-// endLocked removes s from the hub and closes it with err. It returns the
-// subscription's OnEnd hook, to be called once the lock is released.
+// endLocked removes s from the hub and closes it with err. The caller
+// holds s's locks (lockSub), or every lock. It returns the
+// subscription's OnEnd hook, to be called once the locks are released.
 func (h *Hub) endLocked(s *Subscription, err error) func() {
 	if s.err != nil {
 		return nil
 	}
 	s.err = err
 	for _, t := range s.topics {
+		if s.cross {
+			t.cross--
+		}
 		t.unsubscribe(s)
-		h.dropTopicIfIdleLocked(t)
+		h.shards[t.shard].dropTopicIfIdleLocked(t)
 	}
-	s.topics = nil
+	s.topics, s.cross = nil, false
+	h.subsMu.Lock()
 	delete(h.subs, s)
 	if shrinks(len(h.subs), h.subsPeak) {
 		h.subs = maps.Collect(maps.All(h.subs))
 		h.subsPeak = len(h.subs)
 	}
 	h.countEndedLocked(s, err)
+	h.subsMu.Unlock()
 	close(s.done)
 	if errors.Is(err, errUnsubscribed) || s.onEnd == nil {
 		return nil
@@ -547,22 +637,36 @@ func (h *Hub) endLocked(s *Subscription, err error) func() {
 	return func() { s.onEnd(err) }
 }
 
+// end ends s with err, as endLocked, taking s's locks.
+func (h *Hub) end(s *Subscription, err error) func() {
+	mask, global := h.lockSub(s, 0)
+	defer h.unlock(mask, global)
+	return h.endLocked(s, err)
+}
+
+// allSubsLocked returns every subscription; the caller holds every lock.
+func (h *Hub) allSubsLocked() []*Subscription {
+	h.subsMu.Lock()
+	defer h.subsMu.Unlock()
+	return slices.Collect(maps.Keys(h.subs))
+}
+
 // Close ends every subscription and stops the broker.
 func (h *Hub) Close() error {
-	h.mu.Lock()
+	h.lockAll()
 	if h.closed {
-		h.mu.Unlock()
+		h.unlockAll()
 		return nil
 	}
 	h.closed = true
 	h.isClosed.Store(true)
 	var hooks []func()
-	for s := range h.subs {
+	for _, s := range h.allSubsLocked() {
 		if f := h.endLocked(s, ErrClosed); f != nil {
 			hooks = append(hooks, f)
 		}
 	}
-	h.mu.Unlock()
+	h.unlockAll()
 	for _, f := range hooks {
 		f()
 	}
@@ -598,17 +702,22 @@ type Stats struct {
 
 // Stats returns the hub's totals.
 func (h *Hub) Stats() Stats {
-	h.mu.Lock()
-	st := Stats{
-		Epoch:         h.epoch,
-		LastID:        formatID(h.epoch, h.head),
-		Subscribers:   len(h.subs),
-		Topics:        len(h.topics),
-		Retained:      h.retained,
-		RetainedBytes: h.retainedBytes(),
+	h.order.Lock()
+	epoch := h.epoch
+	h.order.Unlock()
+	st := Stats{Epoch: epoch, LastID: formatID(epoch, h.seq.Load())}
+	for i := range h.shards {
+		sh := &h.shards[i]
+		sh.mu.Lock()
+		st.Topics += len(sh.topics)
+		st.Retained += sh.retained
+		sh.mu.Unlock()
 	}
+	st.RetainedBytes = h.retainedBytes()
+	h.subsMu.Lock()
+	st.Subscribers = len(h.subs)
 	h.fillKindStatsLocked(&st)
-	h.mu.Unlock()
+	h.subsMu.Unlock()
 	h.fillCounters(&st)
 	return st
 }
@@ -631,10 +740,13 @@ func (h *Hub) infoLocked(t *topic) TopicInfo {
 
 // Topic describes one topic, if it is live.
 func (h *Hub) Topic(name string) (TopicInfo, bool) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.trimLocked(h.cfg.Load(), time.Now())
-	t, ok := h.topics[name]
+	cfg := h.cfg.Load()
+	h.trimBytes(cfg)
+	sh := &h.shards[h.shardOf(name)]
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	h.trimTTLLocked(sh, cfg, time.Now())
+	t, ok := sh.topics[name]
 	if !ok {
 		return TopicInfo{}, false
 	}
@@ -659,26 +771,33 @@ type Subscription struct {
 	qmu   sync.Mutex
 	queue []*Message // live messages not yet taken, in sequence order
 	skip  uint64     // messages up to this one were replayed by the broker
+	cut   bool       // the queue overflowed: nothing more is queued
 
-	// guarded by hub.mu
+	// mask is the set of shards whose locks guard the fields below
+	// (see Hub.lockSub); it holds at least those of its topics.
+	mask   atomic.Uint64
 	topics []*topic
+	cross  bool // topics span shards, and each counts s in topic.cross
 	err    error
 }
 
-// enqueue adds m to the queue; it reports false if the queue is full,
-// and first if the queue was empty. The queue grows as needed, so an idle
-// subscriber holds no buffer. With an OnReadyDirect hook, the caller
-// calls it once the hub lock is released.
-func (s *Subscription) enqueue(m *Message) (queued, first bool) {
+// enqueue adds m to the queue. It reports first if the queue was empty,
+// and cut if the queue is full: then the subscription takes nothing more
+// and the caller must end it with ErrSlow once its locks are released.
+// The queue grows as needed, so an idle subscriber holds no buffer. With
+// an OnReadyDirect hook, the caller calls it once the locks are
+// released.
+func (s *Subscription) enqueue(m *Message) (first, cut bool) {
 	s.qmu.Lock()
-	if m.Seq <= s.skip {
+	if s.cut || m.Seq <= s.skip {
 		s.qmu.Unlock()
-		return true, false
+		return false, false
 	}
 	n := len(s.queue)
 	if n >= s.limit {
+		s.cut = true
 		s.qmu.Unlock()
-		return false, false
+		return false, true
 	}
 	s.queue = append(s.queue, m)
 	s.qmu.Unlock()
@@ -692,7 +811,7 @@ func (s *Subscription) enqueue(m *Message) (queued, first bool) {
 			}
 		}
 	}
-	return true, n == 0
+	return n == 0, false
 }
 
 // Ready receives a value when messages may be waiting to be taken.
@@ -722,8 +841,8 @@ func (s *Subscription) Done() <-chan struct{} { return s.done }
 
 // Err returns why the subscription ended, or nil while it is live.
 func (s *Subscription) Err() error {
-	s.hub.mu.Lock()
-	defer s.hub.mu.Unlock()
+	mask, global := s.hub.lockSub(s, 0)
+	defer s.hub.unlock(mask, global)
 	if errors.Is(s.err, errUnsubscribed) {
 		return nil
 	}
@@ -733,10 +852,7 @@ func (s *Subscription) Err() error {
 // End ends the subscription with err (e.g. ErrShutdown) and calls its
 // OnEnd hook. It does nothing if the subscription already ended.
 func (s *Subscription) End(err error) {
-	s.hub.mu.Lock()
-	f := s.hub.endLocked(s, err)
-	s.hub.mu.Unlock()
-	if f != nil {
+	if f := s.hub.end(s, err); f != nil {
 		f()
 	}
 }
@@ -753,21 +869,27 @@ func (s *Subscription) add(topics []string, last string) (Start, error) {
 		}
 	}
 	h := s.hub
-	h.mu.Lock()
-	defer h.mu.Unlock()
+	cfg := h.cfg.Load()
+	h.trimBytes(cfg)
+	extra := h.maskOf(topics)
+	mask, global := h.lockSub(s, extra)
+	defer h.unlock(mask, global)
 	if s.err != nil {
 		return Start{}, s.err
 	}
-	h.trimLocked(h.cfg.Load(), time.Now())
-	return h.startLocked(h.addTopicsLocked(s, topics), last), nil
+	h.trimTTLMaskLocked(extra, cfg)
+	added := h.addTopicsLocked(s, topics)
+	s.mask.Store(mask)
+	return h.startLocked(added, last), nil
 }
 
 // addTopicsLocked subscribes s to the topics it does not have yet and
-// returns those.
+// returns those. The caller holds the locks of s and of the topics'
+// shards, and the order lock if s's topics will span shards.
 func (h *Hub) addTopicsLocked(s *Subscription, names []string) []*topic {
 	var added []*topic
 	for _, name := range names {
-		t := h.topicLocked(name)
+		t := h.shards[h.shardOf(name)].topicLocked(name)
 		if _, dup := t.subs[s]; dup {
 			continue
 		}
@@ -778,6 +900,19 @@ func (h *Hub) addTopicsLocked(s *Subscription, names []string) []*topic {
 		s.topics = append(s.topics, t)
 		added = append(added, t)
 	}
+	// From now on, every publish that reaches s is sequenced under the
+	// order lock.
+	switch {
+	case s.cross:
+		for _, t := range added {
+			t.cross++
+		}
+	case spans(s.topics):
+		for _, t := range s.topics {
+			t.cross++
+		}
+		s.cross = true
+	}
 	return added
 }
 
@@ -785,29 +920,44 @@ func (h *Hub) addTopicsLocked(s *Subscription, names []string) []*topic {
 // already in the queue stay there.
 func (s *Subscription) Remove(topics []string) {
 	h := s.hub
-	h.mu.Lock()
-	defer h.mu.Unlock()
+	mask, global := h.lockSub(s, 0)
+	defer h.unlock(mask, global)
 	if s.err != nil {
 		return
 	}
 	for _, name := range topics {
-		t, ok := h.topics[name]
+		i := h.shardOf(name)
+		if mask&(1<<i) == 0 {
+			continue // s has no topic there, nor its lock
+		}
+		sh := &h.shards[i]
+		t, ok := sh.topics[name]
 		if !ok {
 			continue
 		}
 		if _, sub := t.subs[s]; !sub {
 			continue
 		}
+		if s.cross {
+			t.cross--
+		}
 		t.unsubscribe(s)
 		s.topics = slices.DeleteFunc(s.topics, func(x *topic) bool { return x == t })
-		h.dropTopicIfIdleLocked(t)
+		sh.dropTopicIfIdleLocked(t)
+	}
+	// Back in one shard, s is that shard's alone again.
+	if s.cross && !spans(s.topics) {
+		for _, t := range s.topics {
+			t.cross--
+		}
+		s.cross = false
 	}
 }
 
 // Topics returns the names of the topics s is subscribed to.
 func (s *Subscription) Topics() []string {
-	s.hub.mu.Lock()
-	defer s.hub.mu.Unlock()
+	mask, global := s.hub.lockSub(s, 0)
+	defer s.hub.unlock(mask, global)
 	names := make([]string, len(s.topics))
 	for i, t := range s.topics {
 		names[i] = t.name

@@ -7,54 +7,61 @@ import (
 	"time"
 )
 
-// listChunk is how many topics TopicsAfter looks at per hold of the hub's
+// listChunk is how many topics TopicsAfter looks at per hold of a shard's
 // lock, so that listing many topics never makes a publisher wait long.
 const listChunk = 1024
 
 // TopicsAfter lists at most limit live topics (with subscribers or
 // retained messages), sorted by name, whose names sort after after; fewer
-// than limit only when there are no more. It takes the hub's lock for
+// than limit only when there are no more. It takes each shard's lock for
 // short stretches only: a topic created or removed while it lists may or
 // may not be in the list, and each is described as it was when seen.
 func (h *Hub) TopicsAfter(after string, limit int) []TopicInfo {
 	if limit <= 0 {
 		return nil
 	}
+	cfg := h.cfg.Load()
+	h.trimBytes(cfg)
 	// The limit first topics after after, as they were when seen, in a
 	// max-heap by name.
 	var page topicHeap
-	h.mu.Lock()
-	h.trimLocked(h.cfg.Load(), time.Now())
-	n := 0
-	for name, t := range h.topics {
-		if n++; n%listChunk == 0 {
-			// Let publishers in. The iteration goes on where it was:
-			// the map may change meanwhile, as it may in a loop that
-			// changes it itself (a topic added or removed may or may
-			// not be seen), and the lock orders every change before
-			// the next step.
-			h.mu.Unlock()
-			h.mu.Lock()
+	var epoch string
+	for i := range h.shards {
+		sh := &h.shards[i]
+		sh.mu.Lock()
+		h.trimTTLLocked(sh, cfg, time.Now())
+		epoch = h.epoch
+		n := 0
+		for name, t := range sh.topics {
+			if n++; n%listChunk == 0 {
+				// Let publishers in. The iteration goes on where it
+				// was: the map may change meanwhile, as it may in a
+				// loop that changes it itself (a topic added or
+				// removed may or may not be seen), and the lock
+				// orders every change before the next step.
+				sh.mu.Unlock()
+				sh.mu.Lock()
+			}
+			if name <= after || (len(page) == limit && name >= page[0].name) {
+				continue
+			}
+			e := topicEntry{name: name, subs: len(t.subs), retained: t.hist.len(), last: t.last}
+			if len(page) < limit {
+				heap.Push(&page, e)
+			} else {
+				page[0] = e
+				heap.Fix(&page, 0)
+			}
 		}
-		if name <= after || (len(page) == limit && name >= page[0].name) {
-			continue
-		}
-		e := topicEntry{name: name, subs: len(t.subs), retained: t.hist.len(), last: t.last}
-		if len(page) < limit {
-			heap.Push(&page, e)
-		} else {
-			page[0] = e
-			heap.Fix(&page, 0)
-		}
+		sh.mu.Unlock()
 	}
-	h.mu.Unlock()
 
 	slices.SortFunc(page, func(a, b topicEntry) int { return cmp.Compare(a.name, b.name) })
 	list := make([]TopicInfo, len(page))
 	for i, e := range page {
 		list[i] = TopicInfo{Topic: e.name, Subscribers: e.subs, Retained: e.retained}
 		if e.last > 0 {
-			list[i].LastID = formatID(h.epoch, e.last)
+			list[i].LastID = formatID(epoch, e.last)
 		}
 	}
 	return list

@@ -3,12 +3,17 @@ package hub
 import "hash/maphash"
 
 // tombBuckets is how many buckets remember the last sequence numbers of
-// removed topics: 4 MiB once the first topic is removed. A topic shares
-// its bucket with others; a resume on it is reset only if a topic in the
-// same bucket lost messages after the cursor, so K removed topics give
-// a cursor older than all of them a chance of about 1-exp(-K/2^20) of a
-// reset it did not need (1% for 10,000, 13% for 150,000).
+// removed topics: 4 MiB once every shard has removed a topic, each shard
+// having its share. A topic shares its bucket with others; a resume on
+// it is reset only if a topic in the same bucket lost messages after the
+// cursor, so K removed topics give a cursor older than all of them a
+// chance of about 1-exp(-K/2^20) of a reset it did not need (1% for
+// 10,000, 13% for 150,000): a shard holds 1/numShards of the topics and
+// of the buckets.
 const tombBuckets = 1 << 20
+
+// shardTombBuckets is how many buckets one shard has.
+const shardTombBuckets = tombBuckets / numShards
 
 // tombs remembers, in bounded memory, how far removed topics had lost
 // messages, so that a cursor older than that still gets a reset when the
@@ -42,7 +47,7 @@ func (t *tombs) remember(name string, seq uint64) {
 		return
 	}
 	if t.buckets == nil {
-		t.buckets = make([]uint32, tombBuckets)
+		t.buckets = make([]uint32, shardTombBuckets)
 	}
 	if seq-t.base > 1<<32-1 {
 		t.rebase(seq - 1<<31)
@@ -65,5 +70,5 @@ func (t *tombs) rebase(base uint64) {
 }
 
 func (t *tombs) bucket(name string) uint64 {
-	return maphash.String(t.seed, name) % tombBuckets
+	return maphash.String(t.seed, name) % shardTombBuckets
 }
