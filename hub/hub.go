@@ -421,8 +421,9 @@ func (h *Hub) deliverLocked(sh *shard, t *topic, m *Message, cfg *Config, now ti
 
 // shrinks reports whether a map of n entries that held peak should be
 // copied into a smaller one: when it holds an eighth of its peak, so that
-// the copying costs at most a seventh of the removals that led to it.
-func shrinks(n, peak int) bool { return peak >= 4096 && n*8 <= peak }
+// the copying costs at most a seventh of the removals that led to it,
+// and its peak was at least least (a small map is not worth it).
+func shrinks(n, peak, least int) bool { return peak >= least && n*8 <= peak }
 
 // evictLocked forgets m, which is the oldest message of its topic.
 func (h *Hub) evictLocked(sh *shard, m *Message) {
@@ -624,7 +625,7 @@ func (h *Hub) endLocked(s *Subscription, err error) func() {
 	s.topics, s.cross = nil, false
 	h.subsMu.Lock()
 	delete(h.subs, s)
-	if shrinks(len(h.subs), h.subsPeak) {
+	if shrinks(len(h.subs), h.subsPeak, 4096) {
 		h.subs = maps.Collect(maps.All(h.subs))
 		h.subsPeak = len(h.subs)
 	}

@@ -155,7 +155,8 @@ func (sh *shard) dropTopicIfIdleLocked(t *topic) {
 	if t.evicted > 0 {
 		sh.tombs.remember(t.name, t.evicted)
 	}
-	if shrinks(len(sh.topics), sh.topicsPeak) {
+	// A shard holds a 64th of the topics: so does its threshold.
+	if shrinks(len(sh.topics), sh.topicsPeak, 4096/numShards) {
 		sh.topics = maps.Collect(maps.All(sh.topics))
 		sh.topicsPeak = len(sh.topics)
 	}
