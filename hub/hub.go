@@ -256,7 +256,11 @@ func (h *Hub) Publish(ctx context.Context, msgs ...*Message) ([]string, error) {
 	h.published.Add(uint64(len(msgs)))
 	ids := make([]string, len(msgs))
 	for i, m := range msgs {
-		ids[i] = formatID(epoch, m.Seq)
+		if h.local {
+			ids[i] = m.id // delivered already, in the same epoch
+		} else {
+			ids[i] = formatID(epoch, m.Seq)
+		}
 	}
 	return ids, nil
 }
