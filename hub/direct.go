@@ -25,8 +25,8 @@ type wakers struct {
 }
 
 // wake calls the OnReadyDirect hooks of subs, whose queues a delivery
-// made non-empty, once the hub lock is released. The hooks never block:
-// one slow socket does not delay the others.
+// made non-empty, once the hub's locks are released. The hooks never
+// block: one slow socket does not delay the others.
 func (w *wakers) wake(subs []*Subscription) {
 	if len(subs) <= inlineWakes {
 		for _, s := range subs {

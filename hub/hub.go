@@ -511,11 +511,11 @@ type SubscribeOptions struct {
 	OnEnd func(reason error)
 	// OnReady, if set, is called when the queue goes from empty to not
 	// empty, instead of a value being sent on Ready. It is called with
-	// the hub locked: it must not block or call into the hub.
+	// a lock of the hub held: it must not block or call into the hub.
 	OnReady func()
-	// OnReadyDirect, if set, is called instead of OnReady, once the hub
-	// lock is released: from the delivering goroutine when a delivery
-	// wakes few subscriptions, else from one goroutine for all of them.
+	// OnReadyDirect, if set, is called instead of OnReady, once the
+	// hub's locks are released: from the delivering goroutine when a
+	// delivery wakes few subscriptions, else from the hub's wakers.
 	// It must not block.
 	OnReadyDirect func()
 	// Kind, from 0 to MaxKinds-1, sorts the subscription for counting:
