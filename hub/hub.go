@@ -95,12 +95,12 @@ type Hub struct {
 	published atomic.Uint64
 	bytes     atomic.Int64 // retained messages and their topics
 	encBytes  atomic.Int64 // encodings of retained messages
-	_         [32]byte
+	evicted   atomic.Uint64
+	_         [24]byte
 
 	isClosed        atomic.Bool // mirrors closed, for Publish
 	droppedSlow     atomic.Uint64
 	droppedShutdown atomic.Uint64
-	evicted         atomic.Uint64
 	kinds           [MaxKinds]kindCount
 
 	// order is taken before any shard lock by publishes that reach a
