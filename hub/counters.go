@@ -54,10 +54,9 @@ func (h *Hub) fillKindStatsLocked(st *Stats) {
 
 // fillCounters adds the hub's counters to st.
 func (h *Hub) fillCounters(st *Stats) {
-	st.Published = h.published.Load()
+	st.Published += h.published.Load()
 	st.DroppedSlow = h.droppedSlow.Load()
 	st.DroppedShutdown = h.droppedShutdown.Load()
-	st.Evicted = h.evicted.Load()
 	for i := range h.kinds {
 		d := h.kinds[i].delivered.Load()
 		st.Kinds[i].Delivered = d

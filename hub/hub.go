@@ -90,15 +90,15 @@ type Hub struct {
 	// subscribers under its shard's lock, so that whoever holds a
 	// shard's lock knows that every message of the shard numbered up to
 	// seq is queued, and every later one will be. It shares its cache
-	// line with the other counters every publish writes.
-	seq       atomic.Uint64
-	published atomic.Uint64
-	bytes     atomic.Int64 // retained messages and their topics
-	encBytes  atomic.Int64 // encodings of retained messages
-	evicted   atomic.Uint64
-	_         [24]byte
+	// line with the byte counts, which every publish also writes, once
+	// each: what else a publish counts, it counts in its shard.
+	seq      atomic.Uint64
+	bytes    atomic.Int64 // retained messages and their topics
+	encBytes atomic.Int64 // encodings of retained messages
+	_        [40]byte
 
-	isClosed        atomic.Bool // mirrors closed, for Publish
+	isClosed        atomic.Bool   // mirrors closed, for Publish
+	published       atomic.Uint64 // through a broker; local ones per shard
 	droppedSlow     atomic.Uint64
 	droppedShutdown atomic.Uint64
 	kinds           [MaxKinds]kindCount
@@ -253,7 +253,9 @@ func (h *Hub) Publish(ctx context.Context, msgs ...*Message) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	h.published.Add(uint64(len(msgs)))
+	if !h.local {
+		h.published.Add(uint64(len(msgs)))
+	}
 	ids := make([]string, len(msgs))
 	for i, m := range msgs {
 		if h.local {
@@ -310,6 +312,7 @@ func (h *Hub) publishLocal(msgs []*Message) (string, error) {
 		}
 		epoch = h.epoch
 		m.Seq = h.seq.Add(1)
+		sh.published++
 		h.deliverLocked(sh, t, m, cfg, now, &d)
 		h.trimTTLLocked(sh, cfg, now)
 		h.unlock(1<<sh.index, global)
@@ -339,6 +342,7 @@ func (h *Hub) publishLocal(msgs []*Message) (string, error) {
 		for i, m := range msgs {
 			m.Seq = seq + uint64(i) + 1
 			sh := &h.shards[idx[i]]
+			sh.published++
 			h.deliverLocked(sh, sh.topics[m.Topic], m, cfg, now, &d)
 		}
 		for m := mask; m != 0; m &= m - 1 {
@@ -402,11 +406,11 @@ func (h *Hub) deliverLocked(sh *shard, t *topic, m *Message, cfg *Config, now ti
 		t.hist.push(m)
 		sh.fifo.push(m)
 		sh.retained++
-		h.bytes.Add(size)
 		m.countEncodings(&h.encBytes)
 		for t.hist.len() > cfg.History {
-			h.evictLocked(sh, t.hist.pop())
+			size -= h.evictLocked(sh, t.hist.pop())
 		}
+		h.bytes.Add(size)
 	} else {
 		t.evicted = m.Seq
 	}
@@ -429,20 +433,21 @@ func (h *Hub) deliverLocked(sh *shard, t *topic, m *Message, cfg *Config, now ti
 // and its peak was at least least (a small map is not worth it).
 func shrinks(n, peak, least int) bool { return peak >= least && n*8 <= peak }
 
-// evictLocked forgets m, which is the oldest message of its topic.
-func (h *Hub) evictLocked(sh *shard, m *Message) {
+// evictLocked forgets m, which is the oldest message of its topic, and
+// returns the bytes it freed, for the caller to take off h.bytes.
+func (h *Hub) evictLocked(sh *shard, m *Message) (freed int64) {
 	m.retained = false
 	sh.retained--
-	size := m.size()
+	sh.evicted++
+	freed = m.size()
 	m.uncountEncodings()
-	h.evicted.Add(1)
 	if t := sh.topics[m.Topic]; t != nil {
 		t.evicted = max(t.evicted, m.Seq)
 		if t.hist.len() == 0 {
-			size += t.size()
+			freed += t.size()
 		}
 	}
-	h.bytes.Add(-size)
+	return freed
 }
 
 // retainedBytes is what the history costs, counted against
@@ -716,6 +721,8 @@ func (h *Hub) Stats() Stats {
 		sh.mu.Lock()
 		st.Topics += len(sh.topics)
 		st.Retained += sh.retained
+		st.Published += sh.published
+		st.Evicted += sh.evicted
 		sh.mu.Unlock()
 	}
 	st.RetainedBytes = h.retainedBytes()

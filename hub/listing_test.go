@@ -80,7 +80,7 @@ func TestTopicsAfterWhileTopicsChange(t *testing.T) {
 			}
 		})
 	}
-	for lists := 0; lists < 20 || h.published.Load() < 20000; lists++ {
+	for lists := 0; lists < 20 || h.Stats().Published < 20000; lists++ {
 		n := 0
 		for _, ti := range h.TopicsAfter("", MaxTopicLen) {
 			if len(ti.Topic) > 7 && ti.Topic[:7] == "stable/" {

@@ -74,7 +74,11 @@ const topicOverhead = 192
 func (m *Message) countEncodings(acct *atomic.Int64) {
 	m.acctMu.Lock()
 	m.acct = acct
-	acct.Add(m.builtBytesLocked())
+	// Usually nothing is built yet: then the count, which every
+	// publish's core would write, is left alone.
+	if n := m.builtBytesLocked(); n != 0 {
+		acct.Add(n)
+	}
 	m.acctMu.Unlock()
 }
 
@@ -82,7 +86,9 @@ func (m *Message) countEncodings(acct *atomic.Int64) {
 func (m *Message) uncountEncodings() {
 	m.acctMu.Lock()
 	if m.acct != nil {
-		m.acct.Add(-m.builtBytesLocked())
+		if n := m.builtBytesLocked(); n != 0 {
+			m.acct.Add(-n)
+		}
 		m.acct = nil
 	}
 	m.acctMu.Unlock()

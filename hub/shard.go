@@ -39,6 +39,8 @@ type shard struct {
 	// count cap stay until compacted.
 	fifo     deque
 	retained int
+	// published and evicted count messages, for Stats.
+	published, evicted uint64
 	// tombs remembers, for topics removed once they had neither
 	// subscribers nor history, up to which sequence number they lost
 	// messages, so that a cursor older than that gets a reset.
@@ -184,7 +186,7 @@ func (h *Hub) popFrontLocked(sh *shard) {
 	m := sh.fifo.pop()
 	t := sh.topics[m.Topic]
 	t.hist.pop()
-	h.evictLocked(sh, m)
+	h.bytes.Add(-h.evictLocked(sh, m))
 	sh.dropTopicIfIdleLocked(t)
 }
 
