@@ -3,6 +3,7 @@ package hub
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"sync/atomic"
 	"testing"
 )
@@ -107,6 +108,63 @@ func BenchmarkPublishParallel(b *testing.B) {
 				return
 			}
 			buf = sub.Take(buf)[:0]
+		}
+	})
+}
+
+// BenchmarkPublishParallelCrossShard is BenchmarkPublishParallel with one
+// more subscriber, on every publisher's topic: its topics span shards,
+// so every publish takes the order lock as well as its shard's.
+func BenchmarkPublishParallelCrossShard(b *testing.B) {
+	h, err := New(new(MemoryBroker), Config{Buffer: 1 << 20}, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer h.Close()
+	topics := topicsInShards(h, runtime.GOMAXPROCS(0))
+	cross, _, err := h.Subscribe(topics, SubscribeOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	var next atomic.Int64
+	ctx := context.Background()
+	data := make([]byte, 64)
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		topic := topics[int(next.Add(1)-1)%len(topics)]
+		sub, _, err := h.Subscribe([]string{topic}, SubscribeOptions{})
+		if err != nil {
+			b.Error(err)
+			return
+		}
+		defer sub.Close()
+		var buf, cbuf []*Message
+		for pb.Next() {
+			if _, err := h.Publish(ctx, &Message{Topic: topic, Data: data}); err != nil {
+				b.Error(err)
+				return
+			}
+			buf = sub.Take(buf)[:0]
+			cbuf = cross.Take(cbuf)[:0]
+		}
+	})
+	if cross.Err() != nil {
+		b.Fatal(cross.Err())
+	}
+}
+
+// BenchmarkSequenceCounter takes sequence numbers from every goroutine
+// at once, as publishes on different shards do: what the counter's cache
+// line costs when it moves between cores.
+func BenchmarkSequenceCounter(b *testing.B) {
+	h, err := New(new(MemoryBroker), Config{}, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer h.Close()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			h.seq.Add(1)
 		}
 	})
 }
