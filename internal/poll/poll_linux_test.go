@@ -171,3 +171,37 @@ func TestArmClosed(t *testing.T) {
 		t.Fatal("a closed connection is registered")
 	}
 }
+
+// TestShutdownRefusedThenArm checks the order a closing connection and
+// its reader may meet in: Shutdown(true) reports false (the connection
+// is not registered yet), so the caller closes it, while the reader arms
+// it first. The Arm must fail: a registration made just before the
+// close would outlive the descriptor (closing it takes it out of the
+// epoll set), and ready would never run to end the connection.
+func TestShutdownRefusedThenArm(t *testing.T) {
+	if err := start(); err != nil {
+		t.Fatal(err)
+	}
+	base := Registered()
+	server, _ := pair(t)
+	ready := make(chan struct{}, 1)
+	w := New(rawConn(t, server), func() { ready <- struct{}{} })
+	if w.Shutdown(true) {
+		t.Fatal("Shutdown before Arm")
+	}
+	err := w.Arm() // the reader, before the closing side's Close
+	server.Close()
+	if err == nil {
+		select {
+		case <-ready:
+		case <-time.After(2 * time.Second):
+			t.Fatal("armed after a refused Shutdown, then closed: ready never runs")
+		}
+		w.Done()
+	} else if err != net.ErrClosed {
+		t.Fatalf("Arm after a refused Shutdown: %v", err)
+	}
+	if got := Registered(); got != base {
+		t.Fatalf("%d registrations, want %d", got, base)
+	}
+}
