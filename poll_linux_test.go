@@ -6,7 +6,6 @@ import (
 	"runtime"
 	"runtime/debug"
 	"testing"
-	"time"
 
 	"github.com/caddy-push/push/internal/poll"
 )
@@ -33,18 +32,6 @@ func streamGoroutines() int {
 		}
 	}
 	return n
-}
-
-// waitUntil waits, up to 15 s, for cond.
-func waitUntil(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(15 * time.Second); !cond(); {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		runtime.Gosched()
-		time.Sleep(2 * time.Millisecond)
-	}
 }
 
 // TestIdleConnectionsFreedOnReloadAndStop checks that idle SSE and

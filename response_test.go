@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -17,6 +18,7 @@ import (
 	"github.com/gorilla/websocket"
 	"github.com/quic-go/quic-go/http3"
 
+	"github.com/caddy-push/push/internal/poll"
 	"github.com/caddy-push/push/internal/testcert"
 )
 
@@ -108,6 +110,8 @@ func readLogLines(t *testing.T, path string, n int, keep func(map[string]any) bo
 // streams write), and checks the heads, the access log and the end of
 // each stream logged by the handler.
 func TestStreamsAreCaddyResponses(t *testing.T) {
+	waitUntil(t, "earlier connections to leave the poller", func() bool { return poll.Registered() == 0 })
+	polled := poll.Registered()
 	tc := startCaddyGlobal(t, responseLog, "", responseSite)
 
 	// HTTP/1.1, the connection taken over.
@@ -157,6 +161,12 @@ func TestStreamsAreCaddyResponses(t *testing.T) {
 	}
 	checkHeaders(t, "WebSocket behind encode", zwsResp.Header)
 	waitSubscribers(t, tc, 5)
+	// The poller waits only on plain sockets taken over: the HTTP/1.1
+	// stream and both WebSockets (whose bytes bypass encode once
+	// upgraded), not HTTP/2 nor the stream behind encode.
+	if runtime.GOOS == "linux" {
+		waitUntil(t, "three connections in the poller", func() bool { return poll.Registered() == polled+3 })
+	}
 
 	// Every stream is read up to the last message before it is closed:
 	// the end of each is logged with all 20.
@@ -238,6 +248,8 @@ func TestStreamsAreCaddyResponses(t *testing.T) {
 // TestStreamsOverTLS is TestStreamsAreCaddyResponses over TLS: HTTP/1.1
 // (SSE taken over, and WebSocket), HTTP/2 and HTTP/3.
 func TestStreamsOverTLS(t *testing.T) {
+	waitUntil(t, "earlier connections to leave the poller", func() bool { return poll.Registered() == 0 })
+	polled := poll.Registered()
 	dir := t.TempDir()
 	_, _, pool := testcert.Write(t, dir)
 	port := freePort(t)
@@ -296,6 +308,11 @@ https://127.0.0.1:`+fmt.Sprint(port)+` {
 	defer zws.Close()
 	checkHeaders(t, "WebSocket behind encode", zwsResp.Header)
 	waitSubscribers(t, tc, 5)
+	// Over TLS (and QUIC) the bytes go through a layer: no connection
+	// waits in the poller, each keeps its goroutine in a read.
+	if n := poll.Registered(); n != polled {
+		t.Fatalf("%d connections over TLS or QUIC in the poller", n-polled)
+	}
 
 	for i := range 10 {
 		id := tc.publish("news", "", strings.Repeat("y", i))
