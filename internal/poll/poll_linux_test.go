@@ -3,6 +3,9 @@ package poll
 import (
 	"io"
 	"net"
+	"os"
+	"os/exec"
+	"runtime"
 	"syscall"
 	"testing"
 	"time"
@@ -203,5 +206,39 @@ func TestShutdownRefusedThenArm(t *testing.T) {
 	}
 	if got := Registered(); got != base {
 		t.Fatalf("%d registrations, want %d", got, base)
+	}
+}
+
+// TestBlockingFallback checks the poller where the runtime cannot poll
+// the epoll instance and a goroutine waits in epoll_wait instead: the
+// instance must stay open through garbage collections, and connections
+// be served. It runs in a process of its own, whose poller starts that
+// way.
+func TestBlockingFallback(t *testing.T) {
+	if os.Getenv("POLL_TEST_BLOCKING") != "1" {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestBlockingFallback$", "-test.count=1", "-test.timeout=60s")
+		cmd.Env = append(os.Environ(), "POLL_TEST_BLOCKING=1")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("%v\n%s", err, out)
+		}
+		return
+	}
+	noRuntimePoll = true
+	if err := start(); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 5 {
+		// Whatever the poller dropped is collected, its finalizer run.
+		runtime.GC()
+		runtime.GC()
+		server, client := pair(t)
+		ready := make(chan struct{}, 1)
+		w := New(rawConn(t, server), func() { ready <- struct{}{} })
+		if err := w.Arm(); err != nil {
+			t.Fatalf("round %d: Arm: %v", i, err)
+		}
+		_, _ = client.Write([]byte("x"))
+		wait(t, ready, "ready")
+		w.Done()
 	}
 }
