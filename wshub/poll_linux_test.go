@@ -520,3 +520,83 @@ func (rc *rawClient) readFrame() (byte, []byte, error) {
 	}
 	return h[0] & 0xf, p, nil
 }
+
+// TestAbusiveClientsStallNobody checks that clients abusing the read
+// path hold only their own sessions: one floods pings and never reads
+// the pongs (its reader ends up stuck in a write), one sends a frame a
+// byte at a time, one sends a huge frame header; meanwhile another
+// client's pings, frames and messages are served as usual, and once the
+// abusers leave everything is freed.
+func TestAbusiveClientsStallNobody(t *testing.T) {
+	ps := newPollServer(t, Options{MaxMessageSize: 8 << 10})
+	base := quiet(t)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+
+	flood := dialRaw(t, ps.url)
+	_ = flood.c.SetReadBuffer(4 << 10)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		pings := bytes.Repeat(clientFrame(opPing, []byte("flood")), 1000)
+		for {
+			if _, err := flood.c.Write(pings); err != nil {
+				return // closed below, or by the server
+			}
+		}
+	}()
+	slow := dialRaw(t, ps.url)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		f := clientFrame(opText, bytes.Repeat([]byte(" "), 4000))
+		for i := range f[:len(f)-1] {
+			if _, err := slow.c.Write(f[i : i+1]); err != nil {
+				return
+			}
+		}
+	}()
+	huge := dialRaw(t, ps.url)
+	// A text frame of 2^62 bytes: refused with 1009 from its header.
+	hdr := []byte{0x81, 0xff, 0x40, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4}
+	if _, err := huge.c.Write(hdr); err != nil {
+		t.Fatal(err)
+	}
+	if op, p := huge.read(t); op != opClose || binary.BigEndian.Uint16(p) != 1009 {
+		t.Fatalf("answer to a huge frame: op %d %q", op, p)
+	}
+
+	rc := dialRaw(t, ps.url)
+	for i := range 20 {
+		rc.send(t, opPing, []byte{byte(i)})
+		if op, p := rc.read(t); op != opPong || len(p) != 1 || p[0] != byte(i) {
+			t.Fatalf("round %d: answer to a ping: op %d %q", i, op, p)
+		}
+		rc.send(t, opText, fmt.Appendf(nil, `{"type":"publish","ref":%d,"topic":"t","data":"m%d"}`, i, i))
+		got := map[string]bool{}
+		for range 2 {
+			got[string(rc.readData(t))] = true
+		}
+		if len(got) != 2 {
+			t.Fatalf("round %d: %v", i, got)
+		}
+	}
+	waitFor(t, "the flooder's reader to be stuck in a write", func() bool {
+		buf := make([]byte, 1<<20)
+		buf = buf[:runtime.Stack(buf, true)]
+		for _, g := range bytes.Split(buf, []byte("\n\n")) {
+			if bytes.Contains(g, []byte("wshub.(*Session).pong")) && bytes.Contains(g, []byte("Write")) {
+				return true
+			}
+		}
+		return false
+	})
+
+	_ = flood.c.SetLinger(0)
+	flood.c.Close()
+	slow.c.Close()
+	rc.send(t, opClose, []byte{0x03, 0xe8})
+	ps.waitEnded(t, 4)
+	waitFor(t, "no registration", func() bool { return poll.Registered() == base })
+	waitFor(t, "no reader", func() bool { return readers() == 0 })
+}
