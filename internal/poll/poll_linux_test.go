@@ -242,3 +242,50 @@ func TestBlockingFallback(t *testing.T) {
 		w.Done()
 	}
 }
+
+// TestArmAfterArrival checks that what arrived between a TryRead that
+// found nothing and the Arm that follows is not lost: data, and a reset,
+// already in the socket when it is armed start ready at once.
+func TestArmAfterArrival(t *testing.T) {
+	for _, how := range []string{"data", "RST"} {
+		t.Run(how, func(t *testing.T) {
+			server, client := pair(t)
+			rc := rawConn(t, server)
+			ready := make(chan struct{}, 1)
+			w := New(rc, func() { ready <- struct{}{} })
+			defer w.Done()
+			buf := make([]byte, 16)
+			if _, err := w.TryRead(buf); err != ErrWouldBlock {
+				t.Fatalf("TryRead on an idle socket: %v", err)
+			}
+			if how == "data" {
+				_, _ = client.Write([]byte("x"))
+			} else {
+				_ = client.(*net.TCPConn).SetLinger(0)
+				_ = client.Close()
+			}
+			// Wait, reading nothing, until it has arrived.
+			for deadline := time.Now().Add(10 * time.Second); ; {
+				var peek [1]byte
+				var perr error
+				_ = rc.Control(func(fd uintptr) {
+					_, _, perr = syscall.Recvfrom(int(fd), peek[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+				})
+				if perr != syscall.EAGAIN {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatal("nothing arrived")
+				}
+				runtime.Gosched()
+			}
+			if err := w.Arm(); err != nil {
+				t.Fatal(err)
+			}
+			wait(t, ready, "ready for what arrived before Arm")
+			if _, err := w.TryRead(buf); (how == "data") != (err == nil) {
+				t.Fatalf("TryRead after %s: %v", how, err)
+			}
+		})
+	}
+}
