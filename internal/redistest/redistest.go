@@ -1,3 +1,5 @@
+//go:build unix
+
 // Package redistest runs a real redis-server for tests, on a free
 // loopback port, and stops it when the test ends.
 package redistest
