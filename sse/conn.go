@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -28,6 +29,7 @@ type Conn struct {
 	raw      syscall.RawConn // the socket, for writes that never wait; nil if none
 	waiter   *poll.Waiter    // waits for the client to leave; nil if no poller
 	done     func(error)     // told why the read ended, once
+	ended    atomic.Bool     // end has run
 	deadline time.Time       // the write deadline last set
 
 	mu        sync.Mutex // held to write and to close
@@ -116,12 +118,14 @@ func (c *Conn) readReady() {
 			if c.opts.Logger != nil {
 				c.opts.Logger.Error("panic ending an event stream", zap.Any("panic", v), zap.Stack("stack"))
 			}
-			c.waiter.Done()
-			_ = c.conn.Close()
+			c.end(errPanic)
 		}
 	}()
 	b := make([]byte, 64)
 	for {
+		if testHookRead != nil {
+			testHookRead()
+		}
 		_, err := c.waiter.TryRead(b)
 		if err == nil {
 			continue // discarded
@@ -139,9 +143,20 @@ func (c *Conn) readReady() {
 	}
 }
 
+// testHookRead, if set, runs before each read from the poller.
+var testHookRead func()
+
+// errPanic ends a stream whose reading panicked.
+var errPanic = errors.New("panic reading from the client")
+
 // end closes the stream once the read has ended: out of the poller,
 // closed, and done told why.
 func (c *Conn) end(err error) {
+	if !c.ended.CompareAndSwap(false, true) {
+		// A panic in done: the stream is already out of the poller
+		// and closed.
+		return
+	}
 	c.waiter.Done()
 	c.Close()
 	// closeLocked may have only shut the socket down, while it was in

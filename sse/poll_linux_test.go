@@ -119,3 +119,42 @@ func TestIdleStreamInPoller(t *testing.T) {
 		})
 	}
 }
+
+// TestPanicInReadEndsStream checks that a panic while reading what the
+// client sent ends the stream as any other end does: out of the poller,
+// closed, and done told.
+func TestPanicInReadEndsStream(t *testing.T) {
+	h, err := hub.New(new(hub.MemoryBroker), hub.Config{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	waitFor(t, "earlier streams to end", func() bool { return poll.Registered() == 0 })
+	server, client := tcpPair(t)
+	c := NewConn(server, Options{Retry: time.Second, WriteTimeout: 30 * time.Second, Heartbeat: time.Hour})
+	sub, start, err := h.Subscribe([]string{"t"}, hub.SubscribeOptions{OnReadyDirect: c.Wake, OnEnd: func(error) { c.End(0) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Set before Serve, which makes the first read itself.
+	testHookRead = func() { panic("boom") }
+	defer func() { testHookRead = nil }()
+	done := make(chan error, 1)
+	go c.Serve(sub, start, "", func(err error) {
+		sub.Close()
+		done <- err
+	})
+	select {
+	case err := <-done:
+		if !errors.Is(err, errPanic) {
+			t.Fatalf("done got %v, want errPanic", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("done was never called after a panic in the read")
+	}
+	waitFor(t, "the stream to leave the poller", func() bool { return poll.Registered() == 0 })
+	_ = client.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.ReadAll(client); err != nil {
+		t.Fatalf("the connection was not closed: %v", err)
+	}
+}
