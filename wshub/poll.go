@@ -171,6 +171,10 @@ func (c *conn) unpark() {
 	*c.br = *r
 }
 
+// testHookBeforeArm, if set, runs when a reader has served what the
+// client sent and is about to arm the poller.
+var testHookBeforeArm func(*Session)
+
 // readReady reads and serves what the client sent, then arms the poller
 // again or ends the session. It runs on a goroutine the poller started,
 // or on Serve's for the first time.
@@ -188,6 +192,9 @@ func (s *Session) readReady() {
 	s.c.conn.unpark()
 	err := s.readStaged()
 	if err == nil {
+		if testHookBeforeArm != nil {
+			testHookBeforeArm(s)
+		}
 		s.c.conn.park()
 		if err = s.c.conn.waiter.Arm(); err == nil {
 			return // nothing may touch s after Arm: another goroutine may have it

@@ -337,6 +337,48 @@ func TestIdleSessionPings(t *testing.T) {
 	waitFor(t, "no reader", func() bool { return readers() == 0 })
 }
 
+// TestPongDeadlineWhileReading checks that a session whose pong deadline
+// passes while its reader runs, and which the reader then puts in the
+// poller without another look, still ends.
+func TestPongDeadlineWhileReading(t *testing.T) {
+	const ping = 50 * time.Millisecond
+	var once sync.Once
+	testHookBeforeArm = func(s *Session) {
+		once.Do(func() {
+			// Hold the first reader until the ping timer has found the
+			// deadline passed, and found the reader running.
+			for deadline := time.Now().Add(10 * time.Second); !s.noPong.Load(); {
+				if time.Now().After(deadline) {
+					t.Error("the pong deadline never passed")
+					return
+				}
+				runtime.Gosched()
+				time.Sleep(time.Millisecond)
+			}
+		})
+	}
+	defer func() { testHookBeforeArm = nil }()
+	ps := newPollServer(t, Options{Ping: ping})
+	base := quiet(t)
+	rc := dialRaw(t, ps.url)
+	for {
+		op, p := rc.read(t)
+		if op == opClose {
+			if code := binary.BigEndian.Uint16(p); code != CloseGoingAway || string(p[2:]) != "no pong" {
+				t.Fatalf("close %d %q", code, p[2:])
+			}
+			break
+		}
+		if op != opPing {
+			t.Fatalf("op %d", op)
+		}
+	}
+	if err := ps.waitEnded(t, 1)[0]; err != errNoPong {
+		t.Fatalf("ended with %v", err)
+	}
+	waitFor(t, "no registration", func() bool { return poll.Registered() == base })
+}
+
 // TestIdleSessionClientLeaves checks that a client that goes away, with
 // a FIN or a reset, ends its idle session at once (the ping interval is
 // long) and frees its registration and goroutines.

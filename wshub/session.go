@@ -399,7 +399,12 @@ func (s *Session) sendPing() {
 		if !now.Before(deadline) {
 			// The reader, woken by the shutdown, ends the session.
 			s.noPong.Store(true)
-			s.c.conn.waiter.Shutdown(false)
+			if !s.c.conn.waiter.Shutdown(false) {
+				// The reader is running: it ends the session if it
+				// looks at noPong again, but it may arm the poller
+				// first. Try again shortly.
+				s.ping.Reset(min(s.opts.Ping, pongRetry))
+			}
 			return
 		}
 		if now.Before(s.nextPing) {
@@ -415,6 +420,10 @@ func (s *Session) sendPing() {
 	}
 	s.ping.Reset(next)
 }
+
+// pongRetry is how soon the ping timer tries again to end a session
+// whose reader was running when the pong deadline passed.
+const pongRetry = 100 * time.Millisecond
 
 func earliest(a, b time.Time) time.Time {
 	if a.Before(b) {
