@@ -1,77 +1,32 @@
 package hub
 
-import (
-	"runtime"
-	"sync"
-	"time"
-)
+import "runtime"
 
 // inlineWakes is how many subscriptions a delivery wakes from its own
-// goroutine; past it, the hub's wakers wake them, so that a publish is
+// goroutine; past it, one goroutine wakes them all, so that a publish is
 // answered once its messages are queued.
 const inlineWakes = 4
 
-// yieldAfter is how long a waker writes before it lets the runtime poll
-// the network, so that a publish request arriving meanwhile is read and
-// answered within about that long, whatever the writes cost.
-const yieldAfter = time.Millisecond
-
-// wakers runs the wakes that a delivery hands over, in order, on at most
-// GOMAXPROCS goroutines, which exist only while there is work.
-type wakers struct {
-	mu      sync.Mutex
-	queue   [][]*Subscription
-	running int
-}
+// yieldEvery is how many subscriptions the waking goroutine serves before
+// it lets other goroutines (a publish request) run.
+const yieldEvery = 64
 
 // wake calls the OnReadyDirect hooks of subs, whose queues a delivery
-// made non-empty, once the hub's locks are released. The hooks never
-// block: one slow socket does not delay the others.
-func (w *wakers) wake(subs []*Subscription) {
+// made non-empty, once the hub lock is released. The hooks never block:
+// one slow socket does not delay the others.
+func wake(subs []*Subscription) {
 	if len(subs) <= inlineWakes {
 		for _, s := range subs {
 			s.direct()
 		}
 		return
 	}
-	w.mu.Lock()
-	w.queue = append(w.queue, subs)
-	start := w.running < runtime.GOMAXPROCS(0)
-	if start {
-		w.running++
-	}
-	w.mu.Unlock()
-	if start {
-		go w.run()
-	}
-}
-
-// run wakes what is queued until nothing is. Every yieldAfter it parks
-// in the network poller (pollYield): a goroutine that only called
-// runtime.Gosched would keep the run queue busy, and the runtime, with
-// one P and no idle time, polls the network only every 10 ms.
-func (w *wakers) run() {
-	var y pollYielder
-	defer y.close()
-	since := time.Now()
-	for {
-		w.mu.Lock()
-		if len(w.queue) == 0 {
-			w.running--
-			w.queue = nil
-			w.mu.Unlock()
-			return
-		}
-		subs := w.queue[0]
-		w.queue[0] = nil
-		w.queue = w.queue[1:]
-		w.mu.Unlock()
+	go func() {
 		for i, s := range subs {
 			s.direct()
-			if i%16 == 15 && time.Since(since) >= yieldAfter {
-				y.yield()
-				since = time.Now()
+			if i%yieldEvery == yieldEvery-1 {
+				runtime.Gosched()
 			}
 		}
-	}
+	}()
 }
