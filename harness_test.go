@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -446,16 +445,4 @@ func stopCaddy(t testing.TB) time.Duration {
 		t.Fatal(err)
 	}
 	return time.Since(start)
-}
-
-// waitUntil waits, up to 15 s, for cond.
-func waitUntil(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(15 * time.Second); !cond(); {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		runtime.Gosched()
-		time.Sleep(2 * time.Millisecond)
-	}
 }

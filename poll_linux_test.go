@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/caddy-push/push/internal/poll"
+	"github.com/caddy-push/push/internal/testwait"
 )
 
 // openFDs counts the process's open file descriptors.
@@ -43,7 +44,7 @@ func TestIdleConnectionsFreedOnReloadAndStop(t *testing.T) {
 	// No collection meanwhile: the finalizer of a socket left open would
 	// close it and hide the leak.
 	defer debug.SetGCPercent(debug.SetGCPercent(-1))
-	waitUntil(t, "earlier connections to leave the poller", func() bool { return poll.Registered() == 0 })
+	testwait.For(t, "earlier connections to leave the poller", func() bool { return poll.Registered() == 0 })
 	fds := openFDs(t)
 	site := `push_ws /ws/* news
 	push_sse /sse/* news`
@@ -56,7 +57,7 @@ func TestIdleConnectionsFreedOnReloadAndStop(t *testing.T) {
 			sse = append(sse, rawSubscribe(t, tc.http, "/sse/"))
 		}
 		waitSubscribers(t, tc, 2*n)
-		waitUntil(t, "the connections to wait in the poller", func() bool {
+		testwait.For(t, "the connections to wait in the poller", func() bool {
 			return poll.Registered() == 2*n && streamGoroutines() == 0
 		})
 		return func() {
@@ -72,17 +73,17 @@ func TestIdleConnectionsFreedOnReloadAndStop(t *testing.T) {
 	if err := tc.load("", site); err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, "no registration after the reload", func() bool { return poll.Registered() == 0 })
+	testwait.For(t, "no registration after the reload", func() bool { return poll.Registered() == 0 })
 	closeAll()
-	waitUntil(t, "the goroutines of the old connections to go", func() bool { return streamGoroutines() == 0 })
+	testwait.For(t, "the goroutines of the old connections to go", func() bool { return streamGoroutines() == 0 })
 
 	closeAll = open()
 	stopCaddy(t)
-	waitUntil(t, "no registration after the stop", func() bool { return poll.Registered() == 0 })
+	testwait.For(t, "no registration after the stop", func() bool { return poll.Registered() == 0 })
 	closeAll()
-	waitUntil(t, "the goroutines of the connections to go", func() bool { return streamGoroutines() == 0 })
+	testwait.For(t, "the goroutines of the connections to go", func() bool { return streamGoroutines() == 0 })
 	// Clients and server are in this process: every descriptor of both
 	// must be closed. A few are allowed for the runtime and Caddy's own
 	// (a listener being replaced, the admin client's idle connection).
-	waitUntil(t, "the descriptors to be closed", func() bool { return openFDs(t) <= fds+4 })
+	testwait.For(t, "the descriptors to be closed", func() bool { return openFDs(t) <= fds+4 })
 }

@@ -20,6 +20,7 @@ import (
 
 	"github.com/caddy-push/push/internal/poll"
 	"github.com/caddy-push/push/internal/testcert"
+	"github.com/caddy-push/push/internal/testwait"
 )
 
 // responseSite serves the same topic on every transport, each route with
@@ -110,7 +111,7 @@ func readLogLines(t *testing.T, path string, n int, keep func(map[string]any) bo
 // streams write), and checks the heads, the access log and the end of
 // each stream logged by the handler.
 func TestStreamsAreCaddyResponses(t *testing.T) {
-	waitUntil(t, "earlier connections to leave the poller", func() bool { return poll.Registered() == 0 })
+	testwait.For(t, "earlier connections to leave the poller", func() bool { return poll.Registered() == 0 })
 	polled := poll.Registered()
 	tc := startCaddyGlobal(t, responseLog, "", responseSite)
 
@@ -165,7 +166,7 @@ func TestStreamsAreCaddyResponses(t *testing.T) {
 	// stream and both WebSockets (whose bytes bypass encode once
 	// upgraded), not HTTP/2 nor the stream behind encode.
 	if runtime.GOOS == "linux" {
-		waitUntil(t, "three connections in the poller", func() bool { return poll.Registered() == polled+3 })
+		testwait.For(t, "three connections in the poller", func() bool { return poll.Registered() == polled+3 })
 	}
 
 	// Every stream is read up to the last message before it is closed:
@@ -248,7 +249,7 @@ func TestStreamsAreCaddyResponses(t *testing.T) {
 // TestStreamsOverTLS is TestStreamsAreCaddyResponses over TLS: HTTP/1.1
 // (SSE taken over, and WebSocket), HTTP/2 and HTTP/3.
 func TestStreamsOverTLS(t *testing.T) {
-	waitUntil(t, "earlier connections to leave the poller", func() bool { return poll.Registered() == 0 })
+	testwait.For(t, "earlier connections to leave the poller", func() bool { return poll.Registered() == 0 })
 	polled := poll.Registered()
 	dir := t.TempDir()
 	_, _, pool := testcert.Write(t, dir)

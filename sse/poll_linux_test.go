@@ -4,7 +4,6 @@ package sse
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -16,31 +15,8 @@ import (
 
 	"github.com/caddy-push/push/hub"
 	"github.com/caddy-push/push/internal/poll"
+	"github.com/caddy-push/push/internal/testwait"
 )
-
-// streamReaders counts the goroutines in a stream's read path.
-func streamReaders() int {
-	buf := make([]byte, 1<<20)
-	buf = buf[:runtime.Stack(buf, true)]
-	n := 0
-	for _, g := range bytes.Split(buf, []byte("\n\n")) {
-		if bytes.Contains(g, []byte("sse.(*Conn).read")) {
-			n++
-		}
-	}
-	return n
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); !cond(); {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		runtime.Gosched()
-		time.Sleep(time.Millisecond)
-	}
-}
 
 // TestIdleStreamInPoller checks that an idle stream keeps no goroutine,
 // still gets its messages, and ends, freeing its registration, when the
@@ -53,7 +29,7 @@ func TestIdleStreamInPoller(t *testing.T) {
 	}
 	defer h.Close()
 	// The streams of earlier tests are gone from the poller first.
-	waitFor(t, "earlier streams to end", func() bool { return poll.Registered() == 0 })
+	testwait.For(t, "earlier streams to end", func() bool { return poll.Registered() == 0 })
 	base := 0
 	for _, how := range []string{"FIN", "RST", "bytes then FIN", "End"} {
 		t.Run(how, func(t *testing.T) {
@@ -69,8 +45,8 @@ func TestIdleStreamInPoller(t *testing.T) {
 				sub.Close()
 				done <- err
 			})
-			waitFor(t, "the stream to wait in the poller", func() bool {
-				return poll.Registered() == base+1 && streamReaders() == 0
+			testwait.For(t, "the stream to wait in the poller", func() bool {
+				return poll.Registered() == base+1 && testwait.Goroutines("sse.(*Conn).read") == 0
 			})
 			// The stream has no goroutine now: none may be left after.
 			goroutines := runtime.NumGoroutine()
@@ -96,7 +72,7 @@ func TestIdleStreamInPoller(t *testing.T) {
 				_ = client.Close()
 			case "bytes then FIN":
 				_, _ = client.Write([]byte(strings.Repeat("GET / HTTP/1.1\r\n\r\n", 100)))
-				waitFor(t, "the reader to return", func() bool { return streamReaders() == 0 })
+				testwait.For(t, "the reader to return", func() bool { return testwait.Goroutines("sse.(*Conn).read") == 0 })
 				_ = client.CloseWrite()
 			case "End":
 				c.End(0)
@@ -114,8 +90,8 @@ func TestIdleStreamInPoller(t *testing.T) {
 			if err := server.SetReadDeadline(time.Time{}); !errors.Is(err, net.ErrClosed) {
 				t.Fatalf("the server's socket is still open: %v", err)
 			}
-			waitFor(t, "no registration", func() bool { return poll.Registered() == base })
-			waitFor(t, "goroutines to go", func() bool { return runtime.NumGoroutine() <= goroutines })
+			testwait.For(t, "no registration", func() bool { return poll.Registered() == base })
+			testwait.For(t, "goroutines to go", func() bool { return runtime.NumGoroutine() <= goroutines })
 		})
 	}
 }
@@ -129,7 +105,7 @@ func TestPanicInReadEndsStream(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer h.Close()
-	waitFor(t, "earlier streams to end", func() bool { return poll.Registered() == 0 })
+	testwait.For(t, "earlier streams to end", func() bool { return poll.Registered() == 0 })
 	server, client := tcpPair(t)
 	c := NewConn(server, Options{Retry: time.Second, WriteTimeout: 30 * time.Second, Heartbeat: time.Hour})
 	sub, start, err := h.Subscribe([]string{"t"}, hub.SubscribeOptions{OnReadyDirect: c.Wake, OnEnd: func(error) { c.End(0) }})
@@ -152,7 +128,7 @@ func TestPanicInReadEndsStream(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("done was never called after a panic in the read")
 	}
-	waitFor(t, "the stream to leave the poller", func() bool { return poll.Registered() == 0 })
+	testwait.For(t, "the stream to leave the poller", func() bool { return poll.Registered() == 0 })
 	_ = client.SetReadDeadline(time.Now().Add(10 * time.Second))
 	if _, err := io.ReadAll(client); err != nil {
 		t.Fatalf("the connection was not closed: %v", err)

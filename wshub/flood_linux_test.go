@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/caddy-push/push/internal/poll"
+	"github.com/caddy-push/push/internal/testwait"
 )
 
 // TestFloodingClientIsClosed checks that closing a session whose client
@@ -17,7 +18,7 @@ func TestFloodingClientIsClosed(t *testing.T) {
 	ps := newPollServer(t, Options{})
 	base := quiet(t)
 	rc := dialRaw(t, ps.url)
-	waitFor(t, "the session to wait in the poller", func() bool { return poll.Registered() == base+1 })
+	testwait.For(t, "the session to wait in the poller", func() bool { return poll.Registered() == base+1 })
 	stop := make(chan struct{})
 	flooding := make(chan struct{})
 	go func() {
@@ -42,5 +43,5 @@ func TestFloodingClientIsClosed(t *testing.T) {
 	case <-time.After(closeWait + 10*time.Second):
 		t.Fatalf("a flooding client kept its session %v after it was closed", time.Since(start)-closeWait)
 	}
-	waitFor(t, "no registration", func() bool { return poll.Registered() == base })
+	testwait.For(t, "no registration", func() bool { return poll.Registered() == base })
 }

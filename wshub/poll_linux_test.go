@@ -22,6 +22,7 @@ import (
 
 	"github.com/caddy-push/push/hub"
 	"github.com/caddy-push/push/internal/poll"
+	"github.com/caddy-push/push/internal/testwait"
 )
 
 // pollServer serves WebSocket sessions of topic t (and any topic a
@@ -117,6 +118,24 @@ func dialRaw(t *testing.T, addr string) *rawClient {
 	return rc
 }
 
+// readNoPong reads the server's pings until its close frame, which must
+// say that no pong came.
+func (rc *rawClient) readNoPong(t *testing.T) {
+	t.Helper()
+	for {
+		op, p := rc.read(t)
+		if op == opClose {
+			if code := binary.BigEndian.Uint16(p); code != CloseGoingAway || string(p[2:]) != "no pong" {
+				t.Fatalf("close %d %q", code, p[2:])
+			}
+			return
+		}
+		if op != opPing {
+			t.Fatalf("op %d", op)
+		}
+	}
+}
+
 // send writes one masked client frame.
 func (rc *rawClient) send(t *testing.T, op byte, payload []byte) {
 	t.Helper()
@@ -188,33 +207,8 @@ func (rc *rawClient) readData(t *testing.T) []byte {
 // poller and returns the number of registrations left (none).
 func quiet(t *testing.T) int {
 	t.Helper()
-	waitFor(t, "earlier sessions to end", func() bool { return poll.Registered() == 0 })
+	testwait.For(t, "earlier sessions to end", func() bool { return poll.Registered() == 0 })
 	return 0
-}
-
-// readers counts the goroutines in a session's read path.
-func readers() int {
-	buf := make([]byte, 1<<20)
-	buf = buf[:runtime.Stack(buf, true)]
-	n := 0
-	for _, g := range bytes.Split(buf, []byte("\n\n")) {
-		if bytes.Contains(g, []byte("wshub.(*Session).read")) {
-			n++
-		}
-	}
-	return n
-}
-
-// waitFor waits, up to 10 s, for cond.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); !cond(); {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		runtime.Gosched()
-		time.Sleep(time.Millisecond)
-	}
 }
 
 // waitEnded waits for n sessions to end and returns why they did.
@@ -240,8 +234,8 @@ func TestIdleSessionHasNoGoroutine(t *testing.T) {
 	ps := newPollServer(t, Options{})
 	base := quiet(t)
 	rc := dialRaw(t, ps.url)
-	waitFor(t, "the session to wait in the poller", func() bool {
-		return ps.live.Load() == 1 && poll.Registered() == base+1 && readers() == 0
+	testwait.For(t, "the session to wait in the poller", func() bool {
+		return ps.live.Load() == 1 && poll.Registered() == base+1 && testwait.Goroutines("wshub.(*Session).read") == 0
 	})
 
 	publish(t, ps.h, "t", []byte("one"))
@@ -254,9 +248,9 @@ func TestIdleSessionHasNoGoroutine(t *testing.T) {
 	}
 	// Control frames are served whole, without a goroutine left
 	// waiting for a data frame.
-	waitFor(t, "the reader to return", func() bool { return readers() == 0 })
+	testwait.For(t, "the reader to return", func() bool { return testwait.Goroutines("wshub.(*Session).read") == 0 })
 	rc.send(t, opPong, nil)
-	waitFor(t, "the reader to return", func() bool { return readers() == 0 })
+	testwait.For(t, "the reader to return", func() bool { return testwait.Goroutines("wshub.(*Session).read") == 0 })
 	rc.send(t, opText, []byte(`{"type":"subscribe","ref":7,"topics":["u"]}`))
 	if got := rc.readData(t); !bytes.Contains(got, []byte(`"ref":7`)) {
 		t.Fatalf("answer to subscribe: %s", got)
@@ -267,7 +261,7 @@ func TestIdleSessionHasNoGoroutine(t *testing.T) {
 		if _, err := rc.c.Write(part); err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, "the reader to return", func() bool { return readers() == 0 })
+		testwait.For(t, "the reader to return", func() bool { return testwait.Goroutines("wshub.(*Session).read") == 0 })
 	}
 	got := map[string]bool{}
 	for range 2 {
@@ -281,14 +275,14 @@ func TestIdleSessionHasNoGoroutine(t *testing.T) {
 	if !ack || !msg {
 		t.Fatalf("after a publish frame in pieces: %v", got)
 	}
-	waitFor(t, "the reader to return", func() bool { return readers() == 0 })
+	testwait.For(t, "the reader to return", func() bool { return testwait.Goroutines("wshub.(*Session).read") == 0 })
 
 	rc.send(t, opClose, []byte{0x03, 0xe8})
 	if op, p := rc.read(t); op != opClose || binary.BigEndian.Uint16(p) != CloseNormal {
 		t.Fatalf("answer to close: op %d %q", op, p)
 	}
 	ps.waitEnded(t, 1)
-	waitFor(t, "no registration", func() bool { return poll.Registered() == base })
+	testwait.For(t, "no registration", func() bool { return poll.Registered() == base })
 }
 
 // TestIdleSessionPings checks the ping rules without a goroutine in a
@@ -315,26 +309,15 @@ func TestIdleSessionPings(t *testing.T) {
 		t.Fatal("a client that answers pings was closed")
 	}
 	// Stop answering: two intervals later the session ends.
-	for {
-		op, p := rc.read(t)
-		if op == opClose {
-			if code := binary.BigEndian.Uint16(p); code != CloseGoingAway || string(p[2:]) != "no pong" {
-				t.Fatalf("close %d %q", code, p[2:])
-			}
-			break
-		}
-		if op != opPing {
-			t.Fatalf("op %d", op)
-		}
-	}
+	rc.readNoPong(t)
 	if d := time.Since(start); d < 2*ping {
 		t.Fatalf("closed %v after the last pong, before two intervals", d)
 	}
 	if err := ps.waitEnded(t, 1)[0]; err != errNoPong {
 		t.Fatalf("ended with %v", err)
 	}
-	waitFor(t, "no registration", func() bool { return poll.Registered() == base })
-	waitFor(t, "no reader", func() bool { return readers() == 0 })
+	testwait.For(t, "no registration", func() bool { return poll.Registered() == base })
+	testwait.For(t, "no reader", func() bool { return testwait.Goroutines("wshub.(*Session).read") == 0 })
 }
 
 // TestPongDeadlineWhileReading checks that a session whose pong deadline
@@ -361,22 +344,11 @@ func TestPongDeadlineWhileReading(t *testing.T) {
 	ps := newPollServer(t, Options{Ping: ping})
 	base := quiet(t)
 	rc := dialRaw(t, ps.url)
-	for {
-		op, p := rc.read(t)
-		if op == opClose {
-			if code := binary.BigEndian.Uint16(p); code != CloseGoingAway || string(p[2:]) != "no pong" {
-				t.Fatalf("close %d %q", code, p[2:])
-			}
-			break
-		}
-		if op != opPing {
-			t.Fatalf("op %d", op)
-		}
-	}
+	rc.readNoPong(t)
 	if err := ps.waitEnded(t, 1)[0]; err != errNoPong {
 		t.Fatalf("ended with %v", err)
 	}
-	waitFor(t, "no registration", func() bool { return poll.Registered() == base })
+	testwait.For(t, "no registration", func() bool { return poll.Registered() == base })
 }
 
 // TestIdleSessionClientLeaves checks that a client that goes away, with
@@ -388,8 +360,8 @@ func TestIdleSessionClientLeaves(t *testing.T) {
 	for _, how := range []string{"FIN", "RST"} {
 		t.Run(how, func(t *testing.T) {
 			rc := dialRaw(t, ps.url)
-			waitFor(t, "the session to wait in the poller", func() bool {
-				return ps.live.Load() == 1 && poll.Registered() == base+1 && readers() == 0
+			testwait.For(t, "the session to wait in the poller", func() bool {
+				return ps.live.Load() == 1 && poll.Registered() == base+1 && testwait.Goroutines("wshub.(*Session).read") == 0
 			})
 			// The session has no goroutine now: none may be left after.
 			goroutines := runtime.NumGoroutine()
@@ -400,10 +372,10 @@ func TestIdleSessionClientLeaves(t *testing.T) {
 				_ = rc.c.Close()
 			}
 			ps.waitEnded(t, 1)
-			waitFor(t, "no registration", func() bool { return poll.Registered() == base })
-			waitFor(t, "no reader", func() bool { return readers() == 0 })
+			testwait.For(t, "no registration", func() bool { return poll.Registered() == base })
+			testwait.For(t, "no reader", func() bool { return testwait.Goroutines("wshub.(*Session).read") == 0 })
 			// The connection's goroutines are gone (timers included).
-			waitFor(t, "goroutines to go", func() bool { return runtime.NumGoroutine() <= goroutines })
+			testwait.For(t, "goroutines to go", func() bool { return runtime.NumGoroutine() <= goroutines })
 		})
 	}
 }
@@ -415,13 +387,13 @@ func TestIdleSessionEndedByServer(t *testing.T) {
 	ps := newPollServer(t, Options{})
 	base := quiet(t)
 	rc := dialRaw(t, ps.url)
-	waitFor(t, "the session to wait in the poller", func() bool { return readers() == 0 && poll.Registered() == base+1 })
+	testwait.For(t, "the session to wait in the poller", func() bool { return testwait.Goroutines("wshub.(*Session).read") == 0 && poll.Registered() == base+1 })
 	ps.h.Close()
 	if op, p := rc.read(t); op != opClose || binary.BigEndian.Uint16(p) != CloseGoingAway {
 		t.Fatalf("op %d %q, want close 1001", op, p)
 	}
 	ps.waitEnded(t, 1)
-	waitFor(t, "no registration", func() bool { return poll.Registered() == base })
+	testwait.For(t, "no registration", func() bool { return poll.Registered() == base })
 	if _, err := rc.br.ReadByte(); err != io.EOF {
 		t.Fatalf("after the close frame: %v, want EOF", err)
 	}
@@ -466,8 +438,8 @@ func TestPollFDReuse(t *testing.T) {
 	close(stop)
 	wg.Wait()
 	ps.waitEnded(t, workers*rounds)
-	waitFor(t, "no registration", func() bool { return poll.Registered() == base })
-	waitFor(t, "no reader", func() bool { return readers() == 0 })
+	testwait.For(t, "no registration", func() bool { return poll.Registered() == base })
+	testwait.For(t, "no reader", func() bool { return testwait.Goroutines("wshub.(*Session).read") == 0 })
 }
 
 // fdReuseWorker runs rounds connections one after the other: each
@@ -623,7 +595,7 @@ func TestAbusiveClientsStallNobody(t *testing.T) {
 			t.Fatalf("round %d: %v", i, got)
 		}
 	}
-	waitFor(t, "the flooder's reader to be stuck in a write", func() bool {
+	testwait.For(t, "the flooder's reader to be stuck in a write", func() bool {
 		buf := make([]byte, 1<<20)
 		buf = buf[:runtime.Stack(buf, true)]
 		for _, g := range bytes.Split(buf, []byte("\n\n")) {
@@ -639,6 +611,6 @@ func TestAbusiveClientsStallNobody(t *testing.T) {
 	slow.c.Close()
 	rc.send(t, opClose, []byte{0x03, 0xe8})
 	ps.waitEnded(t, 4)
-	waitFor(t, "no registration", func() bool { return poll.Registered() == base })
-	waitFor(t, "no reader", func() bool { return readers() == 0 })
+	testwait.For(t, "no registration", func() bool { return poll.Registered() == base })
+	testwait.For(t, "no reader", func() bool { return testwait.Goroutines("wshub.(*Session).read") == 0 })
 }
