@@ -37,19 +37,7 @@ type pollServer struct {
 func newPollServer(t *testing.T, opts Options) *pollServer {
 	t.Helper()
 	ps := &pollServer{h: newHub(t), ended: make(chan error, 1024)}
-	if opts.MaxMessageSize == 0 {
-		opts.MaxMessageSize = 1 << 16
-	}
-	opts.MaxTopics = 8
-	opts.CanSubscribe = func(string) bool { return true }
-	opts.CanPublish = func(string) bool { return true }
-	opts.Publish = func(ctx context.Context, m *hub.Message) (string, error) {
-		ids, err := ps.h.Publish(ctx, m)
-		if err != nil {
-			return "", err
-		}
-		return ids[0], nil
-	}
+	opts = testOptions(ps.h, opts)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var sess atomic.Pointer[Session]
 		sub, start, err := ps.h.Subscribe([]string{"t"}, hub.SubscribeOptions{

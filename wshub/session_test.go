@@ -37,9 +37,9 @@ func publish(t *testing.T, h *hub.Hub, topic string, data []byte) string {
 	return ids[0]
 }
 
-// serve runs Serve behind an httptest server and dials it.
-func serve(t *testing.T, h *hub.Hub, opts Options) *websocket.Conn {
-	t.Helper()
+// testOptions completes opts as the tests' handler does: every topic
+// may be subscribed to and published to, through h.
+func testOptions(h *hub.Hub, opts Options) Options {
 	if opts.MaxMessageSize == 0 {
 		opts.MaxMessageSize = 1 << 16
 	}
@@ -53,6 +53,13 @@ func serve(t *testing.T, h *hub.Hub, opts Options) *websocket.Conn {
 		}
 		return ids[0], nil
 	}
+	return opts
+}
+
+// serve runs Serve behind an httptest server and dials it.
+func serve(t *testing.T, h *hub.Hub, opts Options) *websocket.Conn {
+	t.Helper()
+	opts = testOptions(h, opts)
 	subscribed := make(chan struct{})
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var sess atomic.Pointer[Session]
