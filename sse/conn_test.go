@@ -13,32 +13,8 @@ import (
 	"time"
 
 	"github.com/caddy-push/push/hub"
+	"github.com/caddy-push/push/internal/testnet"
 )
-
-// tcpPair returns both ends of a loopback TCP connection.
-func tcpPair(t *testing.T) (server, client *net.TCPConn) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	accepted := make(chan net.Conn, 1)
-	go func() {
-		c, _ := ln.Accept()
-		accepted <- c
-	}()
-	c, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := <-accepted
-	if s == nil {
-		t.Fatal("accept failed")
-	}
-	t.Cleanup(func() { s.Close(); c.Close() })
-	return s.(*net.TCPConn), c.(*net.TCPConn)
-}
 
 // serveConn serves a subscription to topic t on server, as push_sse
 // does, and returns the stream once its start is read by client.
@@ -83,7 +59,7 @@ func TestConnWritesFromDelivery(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer h.Close()
-	server, client := tcpPair(t)
+	server, client := testnet.TCPPair(t)
 	c := serveConn(t, h, server, bufio.NewReader(client))
 	rc, err := client.SyscallConn()
 	if err != nil {
@@ -118,7 +94,7 @@ func TestConnStalledReader(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer h.Close()
-	server, client := tcpPair(t)
+	server, client := testnet.TCPPair(t)
 	_ = server.SetWriteBuffer(64 << 10)
 	_ = client.SetReadBuffer(64 << 10)
 	r := bufio.NewReader(client)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/caddy-push/push/hub"
 	"github.com/caddy-push/push/internal/poll"
+	"github.com/caddy-push/push/internal/testnet"
 	"github.com/caddy-push/push/internal/testwait"
 )
 
@@ -33,7 +34,7 @@ func TestIdleStreamInPoller(t *testing.T) {
 	base := 0
 	for _, how := range []string{"FIN", "RST", "bytes then FIN", "End"} {
 		t.Run(how, func(t *testing.T) {
-			server, client := tcpPair(t)
+			server, client := testnet.TCPPair(t)
 			c := NewConn(server, Options{Retry: time.Second, WriteTimeout: 30 * time.Second, Heartbeat: time.Hour})
 			sub, start, err := h.Subscribe([]string{"t"}, hub.SubscribeOptions{OnReadyDirect: c.Wake, OnEnd: func(error) { c.End(0) }})
 			if err != nil {
@@ -106,7 +107,7 @@ func TestPanicInReadEndsStream(t *testing.T) {
 	}
 	defer h.Close()
 	testwait.For(t, "earlier streams to end", func() bool { return poll.Registered() == 0 })
-	server, client := tcpPair(t)
+	server, client := testnet.TCPPair(t)
 	c := NewConn(server, Options{Retry: time.Second, WriteTimeout: 30 * time.Second, Heartbeat: time.Hour})
 	sub, start, err := h.Subscribe([]string{"t"}, hub.SubscribeOptions{OnReadyDirect: c.Wake, OnEnd: func(error) { c.End(0) }})
 	if err != nil {

@@ -9,27 +9,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
-)
 
-// pair returns the server and client ends of a loopback TCP connection.
-func pair(t *testing.T) (server *net.TCPConn, client net.Conn) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	c, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close(); c.Close() })
-	return s.(*net.TCPConn), c
-}
+	"github.com/caddy-push/push/internal/testnet"
+)
 
 func rawConn(t *testing.T, c *net.TCPConn) syscall.RawConn {
 	t.Helper()
@@ -62,7 +44,7 @@ func wait(t *testing.T, ch <-chan struct{}, what string) {
 // readable, and that TryRead reads what is there without waiting, then
 // EOF once the client has closed its side.
 func TestOneShot(t *testing.T) {
-	server, client := pair(t)
+	server, client := testnet.TCPPair(t)
 	ready := make(chan struct{}, 4)
 	w := New(rawConn(t, server), func() { ready <- struct{}{} })
 	defer w.Done()
@@ -85,7 +67,7 @@ func TestOneShot(t *testing.T) {
 	if n, err := w.TryRead(buf); err != nil || string(buf[:n]) != "ab" {
 		t.Fatalf("TryRead: %q, %v", buf[:n], err)
 	}
-	_ = client.(*net.TCPConn).CloseWrite()
+	_ = client.CloseWrite()
 	if err := w.Arm(); err != nil {
 		t.Fatal(err)
 	}
@@ -98,7 +80,7 @@ func TestOneShot(t *testing.T) {
 // TestShutdownWakes checks that Shutdown has a registered connection's
 // ready run, and reports false once the connection is out of the poller.
 func TestShutdownWakes(t *testing.T) {
-	server, _ := pair(t)
+	server, _ := testnet.TCPPair(t)
 	ready := make(chan struct{}, 1)
 	w := New(rawConn(t, server), func() { ready <- struct{}{} })
 	if w.Shutdown(false) {
@@ -128,7 +110,7 @@ func TestReusedDescriptor(t *testing.T) {
 		t.Fatal(err)
 	}
 	base := Registered()
-	old, oldClient := pair(t)
+	old, oldClient := testnet.TCPPair(t)
 	oldReady := make(chan struct{}, 1)
 	wOld := New(rawConn(t, old), func() { oldReady <- struct{}{} })
 	if err := wOld.Arm(); err != nil {
@@ -141,7 +123,7 @@ func TestReusedDescriptor(t *testing.T) {
 	if got := Registered(); got != base {
 		t.Fatalf("%d registrations after Done, want %d", got, base)
 	}
-	server, client := pair(t)
+	server, client := testnet.TCPPair(t)
 	rc := rawConn(t, server)
 	if fd := fdOf(t, rc); fd != oldFD {
 		t.Fatalf("descriptor %d not reused (%d): the test proves nothing", oldFD, fd)
@@ -163,7 +145,7 @@ func TestReusedDescriptor(t *testing.T) {
 
 // TestArmClosed checks that a closed connection cannot be armed.
 func TestArmClosed(t *testing.T) {
-	server, _ := pair(t)
+	server, _ := testnet.TCPPair(t)
 	rc := rawConn(t, server)
 	server.Close()
 	w := New(rc, func() { t.Error("ready ran") })
@@ -186,7 +168,7 @@ func TestShutdownRefusedThenArm(t *testing.T) {
 		t.Fatal(err)
 	}
 	base := Registered()
-	server, _ := pair(t)
+	server, _ := testnet.TCPPair(t)
 	ready := make(chan struct{}, 1)
 	w := New(rawConn(t, server), func() { ready <- struct{}{} })
 	if w.Shutdown(true) {
@@ -231,7 +213,7 @@ func TestBlockingFallback(t *testing.T) {
 		// Whatever the poller dropped is collected, its finalizer run.
 		runtime.GC()
 		runtime.GC()
-		server, client := pair(t)
+		server, client := testnet.TCPPair(t)
 		ready := make(chan struct{}, 1)
 		w := New(rawConn(t, server), func() { ready <- struct{}{} })
 		if err := w.Arm(); err != nil {
@@ -249,7 +231,7 @@ func TestBlockingFallback(t *testing.T) {
 func TestArmAfterArrival(t *testing.T) {
 	for _, how := range []string{"data", "RST"} {
 		t.Run(how, func(t *testing.T) {
-			server, client := pair(t)
+			server, client := testnet.TCPPair(t)
 			rc := rawConn(t, server)
 			ready := make(chan struct{}, 1)
 			w := New(rc, func() { ready <- struct{}{} })
@@ -261,7 +243,7 @@ func TestArmAfterArrival(t *testing.T) {
 			if how == "data" {
 				_, _ = client.Write([]byte("x"))
 			} else {
-				_ = client.(*net.TCPConn).SetLinger(0)
+				_ = client.SetLinger(0)
 				_ = client.Close()
 			}
 			// Wait, reading nothing, until it has arrived.

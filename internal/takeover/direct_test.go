@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/caddy-push/push/internal/testnet"
 )
 
 // TestRawConnThroughCaddy checks that the socket is found under Caddy's
@@ -50,7 +52,7 @@ func TestRawConnOnlyPlainSockets(t *testing.T) {
 	if RawConn(a) != nil {
 		t.Error("a pipe has a socket")
 	}
-	server, client := tcpPair(t)
+	server, client := testnet.TCPPair(t)
 	_ = client
 	if RawConn(tls.Server(server, &tls.Config{})) != nil {
 		t.Error("TLS is looked through")
@@ -64,7 +66,7 @@ func TestRawConnOnlyPlainSockets(t *testing.T) {
 // read returns at once with what the socket took, then with nothing,
 // and no error.
 func TestTryWriteNeverWaits(t *testing.T) {
-	server, _ := tcpPair(t)
+	server, _ := testnet.TCPPair(t)
 	_ = server.SetWriteBuffer(16 << 10)
 	rc := RawConn(server)
 	big := make([]byte, 8<<20)
@@ -86,28 +88,4 @@ func TestTryWriteNeverWaits(t *testing.T) {
 	if d := time.Since(start); d > 5*time.Second {
 		t.Errorf("writes took %v", d)
 	}
-}
-
-func tcpPair(t *testing.T) (server, client *net.TCPConn) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	accepted := make(chan net.Conn, 1)
-	go func() {
-		c, _ := ln.Accept()
-		accepted <- c
-	}()
-	c, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := <-accepted
-	if s == nil {
-		t.Fatal("accept failed")
-	}
-	t.Cleanup(func() { s.Close(); c.Close() })
-	return s.(*net.TCPConn), c.(*net.TCPConn)
 }
