@@ -17,6 +17,8 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
+
+	"github.com/caddy-push/push/internal/testnet"
 )
 
 // nodeProc is a test client written in JavaScript, run by Node from
@@ -250,8 +252,8 @@ func startExample(t *testing.T) *testCaddy {
 	caddyMu.Lock()
 	tc := &testCaddy{
 		t:     t,
-		http:  fmt.Sprintf("127.0.0.1:%d", freePort(t)),
-		admin: fmt.Sprintf("127.0.0.1:%d", freePort(t)),
+		http:  fmt.Sprintf("127.0.0.1:%d", testnet.FreePort(t)),
+		admin: fmt.Sprintf("127.0.0.1:%d", testnet.FreePort(t)),
 		dir:   t.TempDir(),
 	}
 	t.Cleanup(func() {

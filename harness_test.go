@@ -17,6 +17,8 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	_ "github.com/caddyserver/caddy/v2/modules/standard"
+
+	"github.com/caddy-push/push/internal/testnet"
 )
 
 // caddyMu serializes tests that run the process's single Caddy instance.
@@ -33,16 +35,6 @@ type testCaddy struct {
 	global string
 }
 
-func freePort(t testing.TB) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
 // startCaddy runs a Caddyfile whose site block body is site and whose
 // push global option body is push. It stops Caddy when the test ends.
 func startCaddy(t *testing.T, push, site string) *testCaddy {
@@ -57,8 +49,8 @@ func startCaddyGlobal(t *testing.T, global, push, site string) *testCaddy {
 	caddyMu.Lock()
 	tc := &testCaddy{
 		t:     t,
-		http:  fmt.Sprintf("127.0.0.1:%d", freePort(t)),
-		admin: fmt.Sprintf("127.0.0.1:%d", freePort(t)),
+		http:  fmt.Sprintf("127.0.0.1:%d", testnet.FreePort(t)),
+		admin: fmt.Sprintf("127.0.0.1:%d", testnet.FreePort(t)),
 		dir:   t.TempDir(),
 	}
 	tc.global = strings.ReplaceAll(global, "{dir}", tc.dir)

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/caddy-push/push/internal/redistest"
+	"github.com/caddy-push/push/internal/testnet"
 )
 
 // The tests in this file run real Caddy processes (cmd/caddy, built
@@ -88,8 +89,8 @@ func startProc(t *testing.T, srv *redistest.Server) *caddyProc {
 		bin:   buildCaddy(t),
 		file:  filepath.Join(dir, "Caddyfile"),
 		env:   append(os.Environ(), "REDIS_URL="+srv.URL(), "HOME="+dir, "XDG_DATA_HOME="+dir, "XDG_CONFIG_HOME="+dir),
-		http:  fmt.Sprintf("127.0.0.1:%d", freePort(t)),
-		admin: fmt.Sprintf("127.0.0.1:%d", freePort(t)),
+		http:  fmt.Sprintf("127.0.0.1:%d", testnet.FreePort(t)),
+		admin: fmt.Sprintf("127.0.0.1:%d", testnet.FreePort(t)),
 		ready: "/push/stats",
 	}
 	cfg := fmt.Sprintf(`{
@@ -408,7 +409,7 @@ func TestRedisRandomResumeOverTwoInstances(t *testing.T) {
 // load balancer.
 func TestRedisExampleBehindLoadBalancer(t *testing.T) {
 	srv := redistest.Start(t)
-	port := func() string { return fmt.Sprint(freePort(t)) }
+	port := func() string { return fmt.Sprint(testnet.FreePort(t)) }
 	env := []string{
 		"REDIS_URL=" + srv.URL(),
 		"A_PORT=" + port(), "A_ADMIN_PORT=" + port(),

@@ -20,6 +20,7 @@ import (
 
 	"github.com/caddy-push/push/internal/poll"
 	"github.com/caddy-push/push/internal/testcert"
+	"github.com/caddy-push/push/internal/testnet"
 	"github.com/caddy-push/push/internal/testwait"
 )
 
@@ -239,7 +240,7 @@ func TestStreamsOverTLS(t *testing.T) {
 	polled := poll.Registered()
 	dir := t.TempDir()
 	_, _, pool := testcert.Write(t, dir)
-	port := freePort(t)
+	port := testnet.FreePort(t)
 	// The harness's site is plain HTTP: this one follows it.
 	site := strings.ReplaceAll(`respond 404
 }

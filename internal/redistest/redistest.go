@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/caddy-push/push/internal/testcert"
+	"github.com/caddy-push/push/internal/testnet"
 )
 
 // Server is a redis-server started by a test.
@@ -43,7 +44,7 @@ func Start(t testing.TB, args ...string) *Server {
 		}
 		t.Skip("redis-server not installed (set PUSH_REQUIRE_REDIS=1 to fail instead)")
 	}
-	s := &Server{t: t, path: path, dir: t.TempDir(), port: FreePort(t), args: args}
+	s := &Server{t: t, path: path, dir: t.TempDir(), port: testnet.FreePort(t), args: args}
 	s.Restart()
 	t.Cleanup(s.Kill)
 	return s
@@ -57,17 +58,6 @@ func StartTLS(t testing.TB) *Server {
 	s := Start(t, "--port", "0", "--tls-port", "@PORT@", "--tls-cert-file", cert, "--tls-key-file", key,
 		"--tls-ca-cert-file", cert, "--tls-auth-clients", "no")
 	return s
-}
-
-// FreePort returns a loopback port nobody listens on.
-func FreePort(t testing.TB) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
 }
 
 // Addr is host:port.

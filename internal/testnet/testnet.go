@@ -28,3 +28,14 @@ func TCPPair(t testing.TB) (server, client *net.TCPConn) {
 	t.Cleanup(func() { s.Close(); c.Close() })
 	return s.(*net.TCPConn), c.(*net.TCPConn)
 }
+
+// FreePort returns a loopback port nobody listens on.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
