@@ -17,9 +17,10 @@
 #          scale_sse publish_rtt tls_memory_sse_h2 tls_memory_sse_h2x
 #          tls_memory_sse_h1 tls_memory_ws tls_latency_sse_h2 tls_latency_ws"
 #                 which cases to run
-#   OURS_REF=HEAD  build caddy-push and pushload from this git revision
-#                  (extracted with git archive into bench/.run/src) instead
-#                  of the working tree, e.g. while the tree is mid-edit
+#   OURS_REF=HEAD  build caddy-push from this git revision (extracted with
+#                  git archive into bench/.run/src) instead of the working
+#                  tree, e.g. to compare two revisions; pushload is always
+#                  built from the working tree, so both meet the same load
 #   SKIP_SETUP=1   do not build or install anything (binaries must exist)
 #   MERCURE_CADDY_VERSION=v2.11.3  Caddy core for the Mercure build
 #
@@ -32,7 +33,10 @@
 #   memory_ws    the same over WebSocket (ours, Nchan)
 #   scale_sse    15000 SSE subscribers, 1000 messages at 100/s
 #   publish_rtt  1000 SSE subscribers, 3000 messages at 1000/s,
-#                8 publishers: publish round trip p99
+#                8 publishers: publish round trip p99. The publishers run in
+#                a process of their own (pushload -pub-process) at a
+#                real-time priority: the subscribers' readers keep CPU 1
+#                busy, and a round trip should time the server, not them
 #   publish_rtt_500  the same at 500 publishes/s (not in the default list)
 #   tls_*        over HTTPS, with a self-signed certificate made with openssl
 #                for the run in a temporary directory (removed at the end):
@@ -101,8 +105,8 @@ setup() {
 		rm -rf "$src" && mkdir -p "$src"
 		git -C "$ROOT" archive "$OURS_REF" -- . ':(exclude)bench' | tar -x -C "$src"
 	fi
-	log "building pushload and caddy (caddy-push) from $src${OURS_REF:+ ($OURS_REF)}"
-	(cd "$src" && go build -o "$BIN/pushload" ./cmd/pushload)
+	log "building pushload from $ROOT and caddy (caddy-push) from $src${OURS_REF:+ ($OURS_REF)}"
+	(cd "$ROOT" && go build -o "$BIN/pushload" ./cmd/pushload)
 	(cd "$src" && go build -o "$BIN/caddy" ./cmd/caddy)
 
 	if [[ " $SERVERS " == *" mercure "* ]]; then
@@ -323,8 +327,8 @@ case_params() {
 	latency_sse | latency_ws) N=$((1000 / q)) M=$((500 / q)) RATE=50 ;;
 	memory_sse | memory_ws) N=$((5000 / q)) M=1 RATE=0 EXTRA=(-settle 3s) ;;
 	scale_sse) N=$((15000 / q)) M=$((1000 / q)) RATE=100 PUBCONC=8 ;;
-	publish_rtt) N=$((1000 / q)) M=$((3000 / q)) RATE=1000 PUBCONC=8 ;;
-	publish_rtt_500) N=$((1000 / q)) M=$((3000 / q)) RATE=500 PUBCONC=8 ;;
+	publish_rtt) N=$((1000 / q)) M=$((3000 / q)) RATE=1000 PUBCONC=8 EXTRA=(-pub-process) ;;
+	publish_rtt_500) N=$((1000 / q)) M=$((3000 / q)) RATE=500 PUBCONC=8 EXTRA=(-pub-process) ;;
 	*) die "unknown case $1" ;;
 	esac
 	TRANSPORT=${1##*_}

@@ -47,6 +47,8 @@ type Config struct {
 	Insecure       bool // accept any server certificate (self-signed)
 	HTTP2          bool // SSE over HTTP/2 (https:// only)
 	StreamsPerConn int  // with HTTP2, subscribers sharing one connection
+
+	PubProcess bool // publish from a child process (see publishFromProcess)
 }
 
 // Report is what a run measured.
@@ -72,6 +74,7 @@ type Report struct {
 	MsgsPerSecond  float64 `json:"delivered_per_second"`
 	LatencyMs      Pcts    `json:"latency_ms"`
 	PublishMs      Pcts    `json:"publish_rtt_ms"`
+	PubPriority    string  `json:"pub_priority,omitempty"` // with PubProcess: the publishers' scheduling
 
 	RSSBeforeKB     int64   `json:"rss_before_kb,omitempty"`
 	RSSAfterKB      int64   `json:"rss_after_kb,omitempty"`
@@ -283,7 +286,15 @@ func run(ctx context.Context, cfg Config) (*Report, error) {
 	var pubLat histogram
 	start := time.Now()
 	okSeqs := make([]uint64, (cfg.Messages+63)/64)
-	published, pubFailed := publishAll(ctx, cfg, &pubLat, okSeqs)
+	var published, pubFailed int
+	if cfg.PubProcess {
+		var err error
+		if published, pubFailed, rep.PubPriority, err = publishFromProcess(ctx, cfg, &pubLat, okSeqs); err != nil {
+			return nil, err
+		}
+	} else {
+		published, pubFailed = publishAll(ctx, cfg, &pubLat, okSeqs)
+	}
 	rep.PublishSeconds = time.Since(start).Seconds()
 	rep.Published, rep.PublishFailed = published, pubFailed
 	if rep.PublishSeconds > 0 {

@@ -45,6 +45,12 @@ func (h headerFlag) Set(v string) error {
 }
 
 func main() {
+	if len(os.Args) == 2 && os.Args[1] == publisherFlag {
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+		code := runPublisher(ctx, os.Stdin, os.Stdout)
+		stop()
+		os.Exit(code)
+	}
 	cfg := Config{SubHeaders: http.Header{}, PubHeaders: http.Header{}}
 	flag.StringVar(&cfg.Transport, "transport", "sse", "sse or ws")
 	flag.StringVar(&cfg.SubURL, "sub", "", "subscriber URL (http:// or https:// for SSE, ws:// or wss:// for WebSocket)")
@@ -66,6 +72,7 @@ func main() {
 	flag.BoolVar(&cfg.Insecure, "insecure", false, "accept any server certificate, e.g. a self-signed one (https://, wss://)")
 	flag.BoolVar(&cfg.HTTP2, "http2", false, "SSE over HTTP/2 (https:// only); without it, https:// SSE and wss:// use HTTP/1.1")
 	flag.IntVar(&cfg.StreamsPerConn, "streams-per-conn", 1, "with -http2, subscribers that share one connection")
+	flag.BoolVar(&cfg.PubProcess, "pub-process", false, "publish from a child process, so that round trips do not wait on this process reading its subscribers")
 	asJSON := flag.Bool("json", false, "print the report as JSON")
 	flag.Parse()
 	var err error

@@ -17,6 +17,15 @@ import (
 	"github.com/caddy-push/push/internal/testcert"
 )
 
+// TestMain lets this test binary be its own publisher process, as
+// pushload is with -pub-process.
+func TestMain(m *testing.M) {
+	if len(os.Args) == 2 && os.Args[1] == publisherFlag {
+		os.Exit(runPublisher(context.Background(), os.Stdin, os.Stdout))
+	}
+	os.Exit(m.Run())
+}
+
 func freeAddr(t *testing.T) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -67,16 +76,17 @@ https://%s {
 
 	for _, tt := range []struct {
 		name, transport, url string
-		http2                bool
+		http2, pubProcess    bool
 		perConn              int
 		conns                int64
 	}{
-		{"sse", "sse", "http://" + site + "/events/", false, 1, 8},
-		{"ws", "ws", "ws://" + site + "/ws/", false, 1, 8},
-		{"sse-https-h1", "sse", "https://" + tlsSite + "/events/", false, 1, 8},
-		{"sse-https-h2", "sse", "https://" + tlsSite + "/events/", true, 1, 8},
-		{"sse-https-h2-4-streams", "sse", "https://" + tlsSite + "/events/", true, 4, 2},
-		{"wss", "ws", "wss://" + tlsSite + "/ws/", false, 1, 8},
+		{"sse", "sse", "http://" + site + "/events/", false, false, 1, 8},
+		{"ws", "ws", "ws://" + site + "/ws/", false, false, 1, 8},
+		{"sse-pub-process", "sse", "http://" + site + "/events/", false, true, 1, 8},
+		{"sse-https-h1", "sse", "https://" + tlsSite + "/events/", false, false, 1, 8},
+		{"sse-https-h2", "sse", "https://" + tlsSite + "/events/", true, false, 1, 8},
+		{"sse-https-h2-4-streams", "sse", "https://" + tlsSite + "/events/", true, false, 4, 2},
+		{"wss", "ws", "wss://" + tlsSite + "/ws/", false, false, 1, 8},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			rep, err := run(context.Background(), Config{
@@ -91,6 +101,7 @@ https://%s {
 				Insecure:       !strings.HasPrefix(tt.url, "http:") && !strings.HasPrefix(tt.url, "ws:"),
 				HTTP2:          tt.http2,
 				StreamsPerConn: tt.perConn,
+				PubProcess:     tt.pubProcess,
 			})
 			if err != nil {
 				t.Fatal(err)
@@ -102,6 +113,12 @@ https://%s {
 			}
 			if rep.LatencyMs.P50 <= 0 || rep.LatencyMs.Max < rep.LatencyMs.P99 {
 				t.Fatalf("latency %+v", rep.LatencyMs)
+			}
+			if rep.PublishMs.P50 <= 0 || rep.PublishMs.Max < rep.PublishMs.P99 {
+				t.Fatalf("publish round trips %+v", rep.PublishMs)
+			}
+			if (rep.PubPriority != "") != tt.pubProcess {
+				t.Fatalf("publisher priority %q", rep.PubPriority)
 			}
 		})
 	}
@@ -126,6 +143,19 @@ https://%s {
 		if rep.Connected != 0 || rep.ConnectFailed != 2 || !strings.Contains(rep.FirstError, "certificate") {
 			t.Errorf("%s %s http2=%v without -insecure: %+v", tt.transport, tt.url, tt.http2, *rep)
 		}
+	}
+}
+
+// TestPublisherProcessFails: a publisher process that cannot publish
+// fails the run with its reason.
+func TestPublisherProcessFails(t *testing.T) {
+	var out strings.Builder
+	if code := runPublisher(context.Background(), strings.NewReader("{"), &out); code == 0 || !strings.Contains(out.String(), "reading the configuration") {
+		t.Fatalf("exit %d, %s", code, out.String())
+	}
+	_, _, _, err := publishFromProcess(context.Background(), Config{Transport: "nope"}, &histogram{}, nil)
+	if err == nil || !strings.Contains(err.Error(), "transport") {
+		t.Fatalf("err %v", err)
 	}
 }
 
