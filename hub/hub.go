@@ -126,6 +126,8 @@ type Hub struct {
 	subs   map[*Subscription]struct{}
 	// subsPeak is the largest size of subs since it was last rebuilt.
 	subsPeak int
+	// wakers writes to the subscribers a large delivery made ready.
+	wakers wakers
 
 	stop chan struct{}
 	done chan struct{}
@@ -274,7 +276,7 @@ type delivery struct {
 // finish wakes the subscriptions a delivery made ready and ends those it
 // found too slow. No lock may be held.
 func (d *delivery) finish(h *Hub) {
-	wake(d.woken)
+	h.wakers.wake(d.woken)
 	for _, s := range d.cut {
 		// The broker may still hold a lock of its own: never let a
 		// transport's hook make the publisher wait.
@@ -518,8 +520,7 @@ type SubscribeOptions struct {
 	OnReady func()
 	// OnReadyDirect, if set, is called instead of OnReady, once the
 	// hub's locks are released: from the delivering goroutine when a
-	// delivery wakes few subscriptions, else from one goroutine for
-	// them all.
+	// delivery wakes few subscriptions, else from the hub's wakers.
 	// It must not block.
 	OnReadyDirect func()
 	// Kind, from 0 to MaxKinds-1, sorts the subscription for counting:

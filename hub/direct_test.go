@@ -1,0 +1,81 @@
+package hub
+
+import (
+	"runtime"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/caddy-push/push/internal/testwait"
+)
+
+func TestWakersWakeEverySubscriptionAndStop(t *testing.T) {
+	var w wakers
+	const batches, per = 50, 100
+	var woken atomic.Int64
+	for range batches {
+		subs := make([]*Subscription, per)
+		for i := range subs {
+			subs[i] = &Subscription{direct: func() { woken.Add(1) }}
+		}
+		w.wake(subs)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		w.mu.Lock()
+		running, queued := w.running, len(w.queue)
+		w.mu.Unlock()
+		if running == 0 && queued == 0 {
+			break
+		}
+		if running > runtime.GOMAXPROCS(0) {
+			t.Fatalf("%d wakers running, GOMAXPROCS is %d", running, runtime.GOMAXPROCS(0))
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("wakers still running: %d, %d batches queued", running, queued)
+		}
+		runtime.Gosched()
+	}
+	if got := woken.Load(); got != batches*per {
+		t.Fatalf("woke %d subscriptions, want %d", got, batches*per)
+	}
+}
+
+// A fan-out to a few subscribers queued behind one to many is served
+// before the large one ends.
+func TestWakersTakeFanOutsInTurn(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	var w wakers
+	var order atomic.Int64
+	gate := make(chan struct{})
+	big := make([]*Subscription, 10_000)
+	var bigLast atomic.Int64
+	for i := range big {
+		first := i == 0
+		big[i] = &Subscription{direct: func() {
+			if first {
+				<-gate // the small fan-out is queued meanwhile
+			}
+			bigLast.Store(order.Add(1))
+		}}
+	}
+	small := make([]*Subscription, 2*inlineWakes)
+	var smallLast atomic.Int64
+	for i := range small {
+		small[i] = &Subscription{direct: func() { smallLast.Store(order.Add(1)) }}
+	}
+	w.wake(big)
+	w.wake(small)
+	close(gate)
+	testwait.For(t, "the wakers to finish", func() bool {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		return w.running == 0
+	})
+	if got, want := order.Load(), int64(len(big)+len(small)); got != want {
+		t.Fatalf("woke %d subscriptions, want %d", got, want)
+	}
+	if s, b := smallLast.Load(), bigLast.Load(); s > int64(len(big))/4 {
+		t.Fatalf("the small fan-out ended at wake %d, the large one at %d: it waited", s, b)
+	}
+}
