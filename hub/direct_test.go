@@ -79,3 +79,29 @@ func TestWakersTakeFanOutsInTurn(t *testing.T) {
 		t.Fatalf("the small fan-out ended at wake %d, the large one at %d: it waited", s, b)
 	}
 }
+
+// The yield interval follows the time between deliveries: an eighth of
+// it, from yieldMin to yieldMax.
+func TestWakersPace(t *testing.T) {
+	for _, tt := range []struct {
+		every, want time.Duration
+	}{
+		{20 * time.Millisecond, yieldMax},
+		{8 * time.Millisecond, time.Millisecond},
+		{2 * time.Millisecond, yieldMin},
+		{100 * time.Microsecond, yieldMin},
+	} {
+		var w wakers
+		if got := w.yieldAfter(); got != yieldMax {
+			t.Fatalf("before any delivery: %v, want %v", got, yieldMax)
+		}
+		now := time.Now().UnixNano()
+		for range 100 {
+			now += int64(tt.every)
+			w.pace(now)
+		}
+		if got := w.yieldAfter(); got < tt.want*9/10 || got > tt.want*11/10 {
+			t.Errorf("deliveries every %v: yield every %v, want %v", tt.every, got, tt.want)
+		}
+	}
+}
