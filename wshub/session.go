@@ -397,14 +397,11 @@ func (s *Session) sendPing() {
 	if s.polled {
 		deadline := time.Unix(0, s.lastRead.Load()).Add(2 * s.opts.Ping)
 		if !now.Before(deadline) {
-			// The reader, woken by the shutdown, ends the session.
+			// The reader, woken by the shutdown (or finding EOF if it
+			// runs now), ends the session. If the connection is
+			// closed already, its end is under way.
 			s.noPong.Store(true)
-			if !s.c.conn.waiter.Shutdown(false) {
-				// The reader is running: it ends the session if it
-				// looks at noPong again, but it may arm the poller
-				// first. Try again shortly.
-				s.ping.Reset(min(s.opts.Ping, pongRetry))
-			}
+			s.c.conn.waiter.Shutdown(false)
 			return
 		}
 		if now.Before(s.nextPing) {
@@ -420,10 +417,6 @@ func (s *Session) sendPing() {
 	}
 	s.ping.Reset(next)
 }
-
-// pongRetry is how soon the ping timer tries again to end a session
-// whose reader was running when the pong deadline passed.
-const pongRetry = 100 * time.Millisecond
 
 func earliest(a, b time.Time) time.Time {
 	if a.Before(b) {

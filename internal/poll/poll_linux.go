@@ -168,22 +168,21 @@ func (w *Waiter) Arm() error {
 }
 
 // Shutdown shuts the socket down, for reading and, if write, for
-// writing, so that a registered connection's ready function runs and
-// finds EOF. It reports false, doing nothing, if the connection is not
-// registered: then the caller closes it itself, and for write it is done
-// with the poller, so that Arm fails rather than register a socket about
-// to be closed (closing takes it out of the epoll set, and ready would
-// never run).
+// writing, so that the connection's ready function, registered now or at
+// the next Arm, runs and finds EOF, as does a reader running meanwhile.
+// It reports whether it did. Shutdown(true) does nothing and reports
+// false if the connection is not registered: then the caller closes it
+// itself, and it is done with the poller, so that Arm fails rather than
+// register a socket about to be closed (closing takes it out of the
+// epoll set, and ready would never run).
 func (w *Waiter) Shutdown(write bool) bool {
 	if w == nil {
 		return false
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	if w.id == 0 {
-		if write {
-			w.done = true
-		}
+	if write && w.id == 0 {
+		w.done = true
 		return false
 	}
 	how := syscall.SHUT_RD

@@ -77,15 +77,32 @@ func TestOneShot(t *testing.T) {
 	}
 }
 
+// TestShutdownBeforeArm checks that a read Shutdown of a connection not
+// yet registered (its reader runs) takes effect at once: the reader reads
+// EOF, and if it arms without reading, ready runs at once.
+func TestShutdownBeforeArm(t *testing.T) {
+	server, _ := testnet.TCPPair(t)
+	ready := make(chan struct{}, 1)
+	w := New(rawConn(t, server), func() { ready <- struct{}{} })
+	defer w.Done()
+	if !w.Shutdown(false) {
+		t.Fatal("read Shutdown before Arm did nothing")
+	}
+	if err := w.Arm(); err != nil {
+		t.Fatal(err)
+	}
+	wait(t, ready, "ready at Arm after a read Shutdown")
+	if _, err := w.TryRead(make([]byte, 16)); err != io.EOF {
+		t.Fatalf("TryRead after a read Shutdown: %v", err)
+	}
+}
+
 // TestShutdownWakes checks that Shutdown has a registered connection's
 // ready run, and reports false once the connection is out of the poller.
 func TestShutdownWakes(t *testing.T) {
 	server, _ := testnet.TCPPair(t)
 	ready := make(chan struct{}, 1)
 	w := New(rawConn(t, server), func() { ready <- struct{}{} })
-	if w.Shutdown(false) {
-		t.Fatal("Shutdown before Arm")
-	}
 	if err := w.Arm(); err != nil {
 		t.Fatal(err)
 	}
