@@ -169,29 +169,38 @@ func (c *conn) flushPendingLocked() error {
 	return c.writeLocked(p)
 }
 
-// tryFramesLocked writes what of frames the socket takes now and keeps a
-// copy of the rest in pending. Call it with c.mu held.
+// tryFramesLocked writes what of frames the socket takes now, several
+// frames in one write, and keeps a copy of the rest in pending. Call it
+// with c.mu held.
 func (c *conn) tryFramesLocked(frames [][]byte) error {
-	for _, f := range frames {
-		n := 0
-		if len(c.pending) == 0 {
-			if !c.deadline.IsZero() && time.Until(c.deadline) <= 0 {
-				// An expired deadline fails even a write that would not
-				// wait; the next write that may wait sets a new one.
-				c.deadline = time.Time{}
-				if err := c.Conn.SetWriteDeadline(c.deadline); err != nil {
-					return err
-				}
-			}
-			var err error
-			if n, err = takeover.TryWrite(c.raw, f); err != nil {
+	if len(frames) == 1 {
+		return c.tryLocked(frames[0])
+	}
+	return coalesce(frames, c.tryLocked)
+}
+
+// tryLocked writes what of p the socket takes now, unless something is
+// pending already, and keeps a copy of the rest in pending. Call it with
+// c.mu held.
+func (c *conn) tryLocked(p []byte) error {
+	n := 0
+	if len(c.pending) == 0 {
+		if !c.deadline.IsZero() && time.Until(c.deadline) <= 0 {
+			// An expired deadline fails even a write that would not
+			// wait; the next write that may wait sets a new one.
+			c.deadline = time.Time{}
+			if err := c.Conn.SetWriteDeadline(c.deadline); err != nil {
 				return err
 			}
-			c.written += int64(n)
 		}
-		if n < len(f) {
-			c.pending = append(c.pending, f[n:]...)
+		var err error
+		if n, err = takeover.TryWrite(c.raw, p); err != nil {
+			return err
 		}
+		c.written += int64(n)
+	}
+	if n < len(p) {
+		c.pending = append(c.pending, p[n:]...)
 	}
 	return nil
 }
@@ -267,7 +276,14 @@ func (c *conn) writeFramesLocked(frames [][]byte) error {
 		return err
 	}
 	// No writev (TLS): copy frames into writes of up to maxCoalesce
-	// bytes; a frame as large as that is written from where it is.
+	// bytes.
+	return coalesce(frames, c.writeLocked)
+}
+
+// coalesce writes frames through write, copied into writes of up to
+// maxCoalesce bytes in a shared buffer; a frame as large as that is
+// written from where it is.
+func coalesce(frames [][]byte, write func([]byte) error) error {
 	var pooled *[]byte
 	var b []byte
 	defer func() {
@@ -278,13 +294,13 @@ func (c *conn) writeFramesLocked(frames [][]byte) error {
 	}()
 	for _, f := range frames {
 		if len(b) > 0 && len(b)+len(f) > maxCoalesce {
-			if err := c.writeLocked(b); err != nil {
+			if err := write(b); err != nil {
 				return err
 			}
 			b = b[:0]
 		}
 		if len(f) >= maxCoalesce {
-			if err := c.writeLocked(f); err != nil {
+			if err := write(f); err != nil {
 				return err
 			}
 			continue
@@ -296,7 +312,7 @@ func (c *conn) writeFramesLocked(frames [][]byte) error {
 		b = append(b, f...)
 	}
 	if len(b) > 0 {
-		return c.writeLocked(b)
+		return write(b)
 	}
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -18,6 +19,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/caddy-push/push/hub"
+	"github.com/caddy-push/push/internal/testnet"
 )
 
 // serveDirect serves a subscription to topic t as push_ws does, with
@@ -192,5 +194,50 @@ func TestFramesInOneSegment(t *testing.T) {
 		if want := fmt.Sprintf(`"ref":%d`, i); !strings.Contains(string(got), want) {
 			t.Fatalf("answer %d: %s", i, got)
 		}
+	}
+}
+
+// countingRaw counts the writes made through a raw connection.
+type countingRaw struct {
+	syscall.RawConn
+	writes *int
+}
+
+func (r countingRaw) Write(f func(fd uintptr) bool) error {
+	*r.writes++
+	return r.RawConn.Write(f)
+}
+
+// TestDirectWriteCoalesces checks that several frames written from the
+// delivery go out in one write, not one write each.
+func TestDirectWriteCoalesces(t *testing.T) {
+	server, client := testnet.TCPPair(t)
+	rc, err := server.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	writes := 0
+	c := &conn{Conn: server, raw: countingRaw{rc, &writes}}
+	var frames [][]byte
+	var want []byte
+	for i := range 5 {
+		f := appendFrame(nil, opText, fmt.Appendf(nil, `{"n":%d}`, i))
+		frames = append(frames, f)
+		want = append(want, f...)
+	}
+	c.mu.Lock()
+	c.nonblock = true
+	err = c.writeFramesLocked(frames)
+	c.mu.Unlock()
+	if err != nil || len(c.pending) != 0 {
+		t.Fatalf("write: %v, %d bytes pending", err, len(c.pending))
+	}
+	if writes != 1 {
+		t.Fatalf("%d frames took %d writes, want 1", len(frames), writes)
+	}
+	got := make([]byte, len(want))
+	_ = client.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.ReadFull(client, got); err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("read %q, %v; want %q", got, err, want)
 	}
 }
