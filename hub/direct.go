@@ -97,6 +97,7 @@ func (w *wakers) run() {
 	var y pollYielder
 	defer y.close()
 	since := time.Now()
+	served := 0
 	var rest []*Subscription
 	for {
 		w.mu.Lock()
@@ -114,9 +115,11 @@ func (w *wakers) run() {
 		w.queue = w.queue[1:]
 		w.mu.Unlock()
 		subs, rest = subs[:min(len(subs), wakeChunk)], subs[min(len(subs), wakeChunk):]
-		for i, s := range subs {
+		for _, s := range subs {
 			s.direct()
-			if i%16 == 15 && time.Since(since) >= w.yieldAfter() {
+			// Counted across fan-outs: many small ones (subscribers
+			// whose queue was empty) must not starve the network.
+			if served++; served%16 == 0 && time.Since(since) >= w.yieldAfter() {
 				y.yield()
 				since = time.Now()
 			}
