@@ -8,6 +8,9 @@ import (
 // PumpLinger is how long a pump's goroutine waits for the next message
 // before it ends: while messages flow it is cheaper to keep it than to
 // start one for every message, and an idle subscriber still keeps none.
+// A pump that Direct also writes through does not linger: the next
+// delivery writes itself, and a goroutine kept for it would only be
+// woken to write one message at a time.
 const PumpLinger = 50 * time.Millisecond
 
 // Pump writes a subscription's messages without a goroutine of its own
@@ -22,9 +25,11 @@ type Pump struct {
 	sub     *Subscription
 	write   func() (int, error)
 	onPanic func(any)
+	linger  time.Duration // PumpLinger; tests lengthen it
 
 	started  atomic.Bool
 	draining atomic.Bool   // a goroutine runs or is about to
+	direct   atomic.Bool   // Direct was called: the goroutine does not linger
 	kick     chan struct{} // wakes a lingering goroutine
 }
 
@@ -33,6 +38,7 @@ type Pump struct {
 // onPanic, if set, is told of a panic in write, which is recovered.
 func (p *Pump) Init(sub *Subscription, write func() (int, error), onPanic func(any)) {
 	p.sub, p.write, p.onPanic = sub, write, onPanic
+	p.linger = PumpLinger
 	p.kick = make(chan struct{}, 1)
 }
 
@@ -81,10 +87,13 @@ func (p *Pump) run() {
 			return
 		}
 		if n > 0 {
+			if p.direct.Load() {
+				continue // write until nothing is queued, then end
+			}
 			if linger == nil {
-				linger = time.NewTimer(PumpLinger)
+				linger = time.NewTimer(p.linger)
 			} else {
-				linger.Reset(PumpLinger)
+				linger.Reset(p.linger)
 			}
 			select {
 			case <-p.kick:
@@ -110,6 +119,9 @@ func (p *Pump) run() {
 func (p *Pump) Direct(try func() bool) {
 	if !p.started.Load() {
 		return
+	}
+	if !p.direct.Load() {
+		p.direct.Store(true)
 	}
 	if !p.draining.CompareAndSwap(false, true) {
 		select {

@@ -7,6 +7,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/caddy-push/push/internal/testwait"
 )
 
 // TestPump checks the on-demand writer: nothing is written before Start,
@@ -125,6 +127,7 @@ func TestPumpDirect(t *testing.T) {
 		return true
 	}
 	p.Init(sub, func() (int, error) { runs.Add(1); return take(), nil }, nil)
+	p.linger = time.Hour // a goroutine that lingered would never go
 	sub.direct = func() { p.Direct(try) }
 	p.Start()
 
@@ -144,6 +147,11 @@ func TestPumpDirect(t *testing.T) {
 		t.Fatal(err)
 	}
 	leave.Store(false)
+	// Then it ends at once: the next delivery writes itself.
+	testwait.For(t, "the goroutine to end once nothing is queued", func() bool { return p.Idle() })
+	if runs.Load() == 0 {
+		t.Fatal("the goroutine never ran")
+	}
 
 	// Concurrent publishers, some deliveries finding the writer running.
 	const pubs, each = 4, 500
