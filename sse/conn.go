@@ -277,29 +277,13 @@ func (c *Conn) write(b []byte) error {
 // tryWrite writes what of b the socket takes now and keeps a copy of the
 // rest in pending (b may be a shared encoding or a pooled buffer).
 func (c *Conn) tryWrite(b []byte) error {
-	n := 0
-	if len(c.pending) == 0 {
-		if !c.deadline.IsZero() && time.Until(c.deadline) <= 0 {
-			// An expired deadline fails even a write that would not
-			// wait; the next write that may wait sets a new one.
-			c.deadline = time.Time{}
-			if err := c.conn.SetWriteDeadline(c.deadline); err != nil {
-				return err
-			}
-		}
-		var err error
-		if n, err = takeover.TryWrite(c.raw, b); err != nil {
-			return err
-		}
-		c.bytes += int64(n)
-		if n > 0 {
-			c.lastWrite = time.Now()
-		}
+	n, pending, err := takeover.TryWritePending(c.conn, c.raw, &c.deadline, c.pending, b)
+	c.pending = pending
+	c.bytes += int64(n)
+	if n > 0 {
+		c.lastWrite = time.Now()
 	}
-	if n < len(b) {
-		c.pending = append(c.pending, b[n:]...)
-	}
-	return nil
+	return err
 }
 
 func (c *Conn) writeAll(b []byte) error {

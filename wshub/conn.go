@@ -183,26 +183,10 @@ func (c *conn) tryFramesLocked(frames [][]byte) error {
 // pending already, and keeps a copy of the rest in pending. Call it with
 // c.mu held.
 func (c *conn) tryLocked(p []byte) error {
-	n := 0
-	if len(c.pending) == 0 {
-		if !c.deadline.IsZero() && time.Until(c.deadline) <= 0 {
-			// An expired deadline fails even a write that would not
-			// wait; the next write that may wait sets a new one.
-			c.deadline = time.Time{}
-			if err := c.Conn.SetWriteDeadline(c.deadline); err != nil {
-				return err
-			}
-		}
-		var err error
-		if n, err = takeover.TryWrite(c.raw, p); err != nil {
-			return err
-		}
-		c.written += int64(n)
-	}
-	if n < len(p) {
-		c.pending = append(c.pending, p[n:]...)
-	}
-	return nil
+	n, pending, err := takeover.TryWritePending(c.Conn, c.raw, &c.deadline, c.pending, p)
+	c.pending = pending
+	c.written += int64(n)
+	return err
 }
 
 // setDeadline makes the write about to start end within timeout. Moving a

@@ -89,3 +89,29 @@ func TestTryWriteNeverWaits(t *testing.T) {
 		t.Errorf("writes took %v", d)
 	}
 }
+
+// TestTryWritePending checks that what a full socket leaves is kept,
+// that nothing is written while something is pending (order), and that
+// a passed deadline is cleared rather than failing the write.
+func TestTryWritePending(t *testing.T) {
+	server, client := testnet.TCPPair(t)
+	_ = server.SetWriteBuffer(16 << 10)
+	rc := RawConn(server)
+	deadline := time.Now().Add(-time.Second)
+	if err := server.SetWriteDeadline(deadline); err != nil {
+		t.Fatal(err)
+	}
+	big := make([]byte, 8<<20)
+	n, pending, err := TryWritePending(server, rc, &deadline, nil, big)
+	if err != nil || n <= 0 || n+len(pending) != len(big) {
+		t.Fatalf("first write: %d written, %d pending, %v", n, len(pending), err)
+	}
+	if !deadline.IsZero() {
+		t.Fatalf("the passed deadline is still %v", deadline)
+	}
+	_ = client.Close() // the socket would take more now, or fail
+	n, pending2, err := TryWritePending(server, rc, &deadline, pending, []byte("next"))
+	if err != nil || n != 0 || len(pending2) != len(pending)+4 || string(pending2[len(pending):]) != "next" {
+		t.Fatalf("with something pending: %d written, %d pending, %v", n, len(pending2), err)
+	}
+}
