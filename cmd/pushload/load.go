@@ -287,9 +287,22 @@ func run(ctx context.Context, cfg Config) (*Report, error) {
 	start := time.Now()
 	okSeqs := make([]uint64, (cfg.Messages+63)/64)
 	var published, pubFailed int
+	// hangUp ends the subscribers.
+	hangUp := func() {
+		cancel()
+		connsMu.Lock()
+		for _, c := range conns {
+			if c != nil {
+				_ = c.Close()
+			}
+		}
+		connsMu.Unlock()
+		wg.Wait()
+	}
 	if cfg.PubProcess {
 		var err error
 		if published, pubFailed, rep.PubPriority, err = publishFromProcess(ctx, cfg, &pubLat, okSeqs); err != nil {
+			hangUp()
 			return nil, err
 		}
 	} else {
@@ -316,15 +329,7 @@ func run(ctx context.Context, cfg Config) (*Report, error) {
 	rep.DeliverSeconds = time.Since(start).Seconds()
 	cpu2 := proc.cpuSeconds()
 	rep.TimedOut = ctx.Err() != nil
-	cancel()
-	connsMu.Lock()
-	for _, c := range conns {
-		if c != nil {
-			_ = c.Close()
-		}
-	}
-	connsMu.Unlock()
-	wg.Wait()
+	hangUp()
 
 	for _, s := range subs {
 		rep.Delivered += s.delivered

@@ -46,10 +46,7 @@ func (h headerFlag) Set(v string) error {
 
 func main() {
 	if len(os.Args) == 2 && os.Args[1] == publisherFlag {
-		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
-		code := runPublisher(ctx, os.Stdin, os.Stdout)
-		stop()
-		os.Exit(code)
+		os.Exit(publisherMain())
 	}
 	cfg := Config{SubHeaders: http.Header{}, PubHeaders: http.Header{}}
 	flag.StringVar(&cfg.Transport, "transport", "sse", "sse or ws")

@@ -4,15 +4,22 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
+	"os/signal"
+	"time"
 )
 
 // publisherFlag runs pushload as the publisher of another pushload: it
 // reads the Config on stdin, publishes, and writes a pubResult on stdout.
 const publisherFlag = "-publisher-of-parent"
+
+// publisherGrace is how long a publisher process has to report once
+// interrupted.
+const publisherGrace = 10 * time.Second
 
 // pubResult is what a publisher process reports to its parent.
 type pubResult struct {
@@ -43,9 +50,22 @@ func publishFromProcess(ctx context.Context, cfg Config, lat *histogram, okSeqs 
 		return 0, 0, "", err
 	}
 	cmd := exec.CommandContext(ctx, exe, publisherFlag)
+	// When the run ends (its timeout, an interrupt), the publisher stops
+	// and reports what it did, as publishAll would; if it does not
+	// within publisherGrace, or cannot be interrupted, it is killed.
+	cmd.Cancel = func() error {
+		if err := cmd.Process.Signal(os.Interrupt); err != nil {
+			return cmd.Process.Kill()
+		}
+		return nil
+	}
+	cmd.WaitDelay = publisherGrace
 	cmd.Stdin = bytes.NewReader(in)
 	cmd.Stderr = os.Stderr
 	out, runErr := cmd.Output()
+	if runErr != nil && ctx.Err() != nil && errors.Is(runErr, ctx.Err()) {
+		runErr = nil // interrupted, and it exited as it should: its report counts
+	}
 	var res pubResult
 	if err := json.Unmarshal(out, &res); err != nil {
 		if runErr == nil {
@@ -71,6 +91,14 @@ func publishFromProcess(ctx context.Context, cfg Config, lat *histogram, okSeqs 
 	}
 	lat.max.Store(res.MaxUS)
 	return res.OK, res.Failed, res.Priority, nil
+}
+
+// publisherMain is the main of a publisher process: an interrupt ends
+// its publishing, and it reports what it did.
+func publisherMain() int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	return runPublisher(ctx, os.Stdin, os.Stdout)
 }
 
 // runPublisher is the child's side of publishFromProcess.

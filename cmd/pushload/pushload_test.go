@@ -4,8 +4,11 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -21,7 +24,10 @@ import (
 // pushload is with -pub-process.
 func TestMain(m *testing.M) {
 	if len(os.Args) == 2 && os.Args[1] == publisherFlag {
-		os.Exit(runPublisher(context.Background(), os.Stdin, os.Stdout))
+		if os.Getenv(failPublisherEnv) != "" {
+			os.Exit(3) // a publisher that dies without a report
+		}
+		os.Exit(publisherMain())
 	}
 	os.Exit(m.Run())
 }
@@ -156,6 +162,92 @@ func TestPublisherProcessFails(t *testing.T) {
 	_, _, _, err := publishFromProcess(context.Background(), Config{Transport: "nope"}, &histogram{}, nil)
 	if err == nil || !strings.Contains(err.Error(), "transport") {
 		t.Fatalf("err %v", err)
+	}
+}
+
+// failPublisherEnv, set, has the publisher process of this test binary
+// die at once.
+const failPublisherEnv = "PUSHLOAD_TEST_FAIL_PUBLISHER"
+
+// sseStub serves SSE subscribers that receive nothing, and counts those
+// connected; publish, if set, answers the publishes. Its handlers end
+// when stop is closed, at the latest when the test ends.
+func sseStub(t *testing.T, publish http.HandlerFunc) (srv *httptest.Server, open *atomic.Int64, stop chan struct{}) {
+	open = new(atomic.Int64)
+	stop = make(chan struct{})
+	mux := http.NewServeMux()
+	mux.HandleFunc("/events/", func(w http.ResponseWriter, r *http.Request) {
+		open.Add(1)
+		defer open.Add(-1)
+		w.Header().Set("Content-Type", "text/event-stream")
+		w.WriteHeader(http.StatusOK)
+		w.(http.Flusher).Flush()
+		select {
+		case <-r.Context().Done():
+		case <-stop:
+		}
+	})
+	if publish != nil {
+		mux.HandleFunc("/publish", publish)
+	}
+	srv = httptest.NewServer(mux)
+	t.Cleanup(func() {
+		close(stop)
+		srv.Close()
+	})
+	return srv, open, stop
+}
+
+// TestPublisherProcessDies: when the publisher process dies, the run
+// fails with its reason and lets its subscribers go.
+func TestPublisherProcessDies(t *testing.T) {
+	t.Setenv(failPublisherEnv, "1")
+	srv, open, _ := sseStub(t, nil)
+	_, err := run(context.Background(), Config{
+		Transport: "sse", SubURL: srv.URL + "/events/", PubURL: srv.URL + "/publish",
+		Subscribers: 4, Messages: 1, Timeout: 30 * time.Second, Drain: time.Second, PubProcess: true,
+	})
+	if err == nil || !strings.Contains(err.Error(), "publisher process") {
+		t.Fatalf("err %v", err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); open.Load() > 0; {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d subscribers still connected after the run failed", open.Load())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestPublisherProcessTimesOut: when the run times out while the
+// publisher process waits on the server, the process is interrupted and
+// reports what it did: the run is a timed-out report, not an error.
+func TestPublisherProcessTimesOut(t *testing.T) {
+	arrived := make(chan struct{}, 1)
+	var stop chan struct{}
+	srv, _, stop := sseStub(t, func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case arrived <- struct{}{}:
+		default:
+		}
+		select { // no answer while the run lasts
+		case <-r.Context().Done():
+		case <-stop:
+		}
+	})
+	rep, err := run(context.Background(), Config{
+		Transport: "sse", SubURL: srv.URL + "/events/", PubURL: srv.URL + "/publish",
+		Subscribers: 1, Messages: 1, Timeout: 2 * time.Second, Drain: time.Second, PubProcess: true,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.TimedOut || rep.PublishFailed != 1 || rep.Published != 0 || rep.PubPriority == "" {
+		t.Fatalf("report %+v", rep)
+	}
+	select {
+	case <-arrived:
+	default:
+		t.Fatal("the publish never reached the server")
 	}
 }
 
