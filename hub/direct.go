@@ -71,8 +71,11 @@ func (w *wakers) wake(subs []*Subscription) {
 // at once may lose an update: it is an estimate.
 func (w *wakers) pace(now int64) {
 	last := w.last.Swap(now)
+	if last == 0 {
+		return // the first delivery: no time between yet
+	}
 	gap := w.gap.Load()
-	if last == 0 || gap == 0 {
+	if gap == 0 {
 		gap = int64(8 * yieldMax)
 	}
 	gap += (now - last - gap) / 4

@@ -103,5 +103,15 @@ func TestWakersPace(t *testing.T) {
 		if got := w.yieldAfter(); got < tt.want*9/10 || got > tt.want*11/10 {
 			t.Errorf("deliveries every %v: yield every %v, want %v", tt.every, got, tt.want)
 		}
+		// The first deliveries count from the start, not from 1970.
+		var w2 wakers
+		now = time.Now().UnixNano()
+		for range 4 {
+			now += int64(tt.every)
+			w2.pace(now)
+		}
+		if got := time.Duration(w2.gap.Load()); got > 8*yieldMax+tt.every {
+			t.Errorf("deliveries every %v: after 4, the time between them is taken as %v", tt.every, got)
+		}
 	}
 }
