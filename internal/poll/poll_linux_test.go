@@ -40,13 +40,20 @@ func wait(t *testing.T, ch <-chan struct{}, what string) {
 	}
 }
 
+// watch makes a Waiter for server whose ready function signals on the
+// channel it returns.
+func watch(t *testing.T, server *net.TCPConn) (*Waiter, chan struct{}) {
+	t.Helper()
+	ready := make(chan struct{}, 4)
+	return New(rawConn(t, server), func() { ready <- struct{}{} }), ready
+}
+
 // TestOneShot checks that ready runs once per Arm, when the socket is
 // readable, and that TryRead reads what is there without waiting, then
 // EOF once the client has closed its side.
 func TestOneShot(t *testing.T) {
 	server, client := testnet.TCPPair(t)
-	ready := make(chan struct{}, 4)
-	w := New(rawConn(t, server), func() { ready <- struct{}{} })
+	w, ready := watch(t, server)
 	defer w.Done()
 	if err := w.Arm(); err != nil {
 		t.Fatal(err)
@@ -82,8 +89,7 @@ func TestOneShot(t *testing.T) {
 // EOF, and if it arms without reading, ready runs at once.
 func TestShutdownBeforeArm(t *testing.T) {
 	server, _ := testnet.TCPPair(t)
-	ready := make(chan struct{}, 1)
-	w := New(rawConn(t, server), func() { ready <- struct{}{} })
+	w, ready := watch(t, server)
 	defer w.Done()
 	if !w.Shutdown(false) {
 		t.Fatal("read Shutdown before Arm did nothing")
@@ -101,8 +107,7 @@ func TestShutdownBeforeArm(t *testing.T) {
 // ready run, and reports false once the connection is out of the poller.
 func TestShutdownWakes(t *testing.T) {
 	server, _ := testnet.TCPPair(t)
-	ready := make(chan struct{}, 1)
-	w := New(rawConn(t, server), func() { ready <- struct{}{} })
+	w, ready := watch(t, server)
 	if err := w.Arm(); err != nil {
 		t.Fatal(err)
 	}
@@ -186,8 +191,7 @@ func TestShutdownRefusedThenArm(t *testing.T) {
 	}
 	base := Registered()
 	server, _ := testnet.TCPPair(t)
-	ready := make(chan struct{}, 1)
-	w := New(rawConn(t, server), func() { ready <- struct{}{} })
+	w, ready := watch(t, server)
 	if w.Shutdown(true) {
 		t.Fatal("Shutdown before Arm")
 	}
@@ -231,8 +235,7 @@ func TestBlockingFallback(t *testing.T) {
 		runtime.GC()
 		runtime.GC()
 		server, client := testnet.TCPPair(t)
-		ready := make(chan struct{}, 1)
-		w := New(rawConn(t, server), func() { ready <- struct{}{} })
+		w, ready := watch(t, server)
 		if err := w.Arm(); err != nil {
 			t.Fatalf("round %d: Arm: %v", i, err)
 		}
