@@ -38,9 +38,8 @@ type wakers struct {
 	queue   [][]*Subscription
 	running int
 
-	last     atomic.Int64 // when the last delivery came, Unix ns
-	gap      atomic.Int64 // the time between deliveries, a moving average, ns
-	interval atomic.Int64 // how long a waker writes before it yields, ns
+	last atomic.Int64 // when the last delivery came, Unix ns
+	gap  atomic.Int64 // the time between deliveries, a moving average, ns
 }
 
 // wake calls the OnReadyDirect hooks of subs, whose queues a delivery
@@ -66,9 +65,10 @@ func (w *wakers) wake(subs []*Subscription) {
 	}
 }
 
-// pace counts a delivery at now (Unix ns) in the time between them, and
-// sets the yield interval from it. Deliveries from several goroutines
-// at once may lose an update: it is an estimate.
+// pace counts a delivery at now (Unix ns) in the moving average of the
+// time between deliveries, from which yieldAfter derives the interval.
+// Deliveries from several goroutines at once may lose an update: it is
+// an estimate.
 func (w *wakers) pace(now int64) {
 	last := w.last.Swap(now)
 	if last == 0 {
@@ -79,17 +79,17 @@ func (w *wakers) pace(now int64) {
 		gap = int64(8 * yieldMax)
 	}
 	gap += (now - last - gap) / 4
-	gap = min(max(gap, 0), int64(time.Second))
+	gap = min(max(gap, 1), int64(time.Second)) // 0 means none yet
 	w.gap.Store(gap)
-	w.interval.Store(min(max(gap/8, int64(yieldMin)), int64(yieldMax)))
 }
 
 // yieldAfter is how long a waker writes before it yields.
 func (w *wakers) yieldAfter() time.Duration {
-	if iv := w.interval.Load(); iv > 0 {
-		return time.Duration(iv)
+	gap := time.Duration(w.gap.Load())
+	if gap == 0 {
+		return yieldMax // no time between deliveries yet
 	}
-	return yieldMax
+	return min(max(gap/8, yieldMin), yieldMax)
 }
 
 // run wakes what is queued until nothing is. Every yieldAfter it parks
