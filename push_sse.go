@@ -206,9 +206,9 @@ func (h *SSE) serveConn(w http.ResponseWriter, r *http.Request, topics []string,
 	// net/http's read and write deadlines no longer apply.
 	_ = nc.SetDeadline(time.Time{})
 
-	goServe(h.logger, "panic serving an event stream", nc, func() {
-		c := sse.NewConn(nc, h.opts)
-		conn.Store(c)
+	c := sse.NewConn(nc, h.opts)
+	conn.Store(c)
+	goServe(h.logger, "panic serving an event stream", c.Abort, func() {
 		ended := func(err error) {
 			defer end()
 			if reason := sub.Err(); reason != nil {

@@ -369,7 +369,7 @@ func (h *WS) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handl
 	// connection's end is logged here.
 	// An idle connection then keeps no goroutine where the poller is
 	// available: Serve returns and done runs when the session ends.
-	goServe(h.logger, "panic serving a WebSocket", c, func() {
+	goServe(h.logger, "panic serving a WebSocket", c.Close, func() {
 		opts := h.opts
 		// A client may come back to a topic it was given and left.
 		opts.CanSubscribe = func(t string) bool { return slices.Contains(topics, t) || canSubscribe.match(t) }

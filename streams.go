@@ -2,7 +2,6 @@ package push
 
 import (
 	"errors"
-	"io"
 	"net/http"
 	"sync"
 	"time"
@@ -120,13 +119,13 @@ var errClientGone = errors.New("client went away")
 
 // goServe serves a connection from a goroutine of its own. Nothing above
 // such a goroutine recovers: a panic in serve is logged with msg and
-// closes the connection instead of ending the process.
-func goServe(logger *zap.Logger, msg string, c io.Closer, serve func()) {
+// closes the connection (closeConn) instead of ending the process.
+func goServe(logger *zap.Logger, msg string, closeConn func() error, serve func()) {
 	go func() {
 		defer func() {
 			if v := recover(); v != nil {
 				logger.Error(msg, zap.Any("panic", v), zap.Stack("stack"))
-				_ = c.Close()
+				_ = closeConn()
 			}
 		}()
 		serve()

@@ -26,7 +26,8 @@ import (
 type Conn struct {
 	encoder
 	conn     net.Conn
-	raw      syscall.RawConn // the socket, for writes that never wait; nil if none
+	sock     takeover.Socket // writes without waiting; every close goes through it
+	raw      syscall.RawConn // the socket, for the poller and those writes; nil if none
 	waiter   *poll.Waiter    // waits for the client to leave; nil if no poller
 	done     func(error)     // told why the read ended, once
 	ended    atomic.Bool     // end has run
@@ -47,7 +48,8 @@ type Conn struct {
 // NewConn prepares a stream on c, a connection whose response head has
 // been sent. Serve it with Serve.
 func NewConn(c net.Conn, opts Options) *Conn {
-	cc := &Conn{encoder: encoder{opts: opts}, conn: c, raw: takeover.RawConn(c)}
+	cc := &Conn{encoder: encoder{opts: opts}, conn: c}
+	cc.raw = cc.sock.Init(c)
 	cc.waiter = poll.New(cc.raw, cc.readReady)
 	return cc
 }
@@ -161,7 +163,7 @@ func (c *Conn) end(err error) {
 	c.Close()
 	// closeLocked may have only shut the socket down, while it was in
 	// the poller.
-	_ = c.conn.Close()
+	_ = c.sock.Close()
 	c.done(err)
 }
 
@@ -277,7 +279,7 @@ func (c *Conn) write(b []byte) error {
 // tryWrite writes what of b the socket takes now and keeps a copy of the
 // rest in pending (b may be a shared encoding or a pooled buffer).
 func (c *Conn) tryWrite(b []byte) error {
-	n, pending, err := takeover.TryWritePending(c.conn, c.raw, &c.deadline, c.pending, b)
+	n, pending, err := c.sock.TryWritePending(c.pending, b)
 	c.pending = pending
 	c.bytes += int64(n)
 	if n > 0 {
@@ -319,7 +321,7 @@ func (c *Conn) closeLocked() {
 // it down: the reader the poller then starts takes it out and closes it.
 func (c *Conn) closeConn() {
 	if !c.waiter.Shutdown(true) {
-		_ = c.conn.Close()
+		_ = c.sock.Close()
 	}
 }
 
@@ -329,6 +331,11 @@ func (c *Conn) Close() {
 	c.closeLocked()
 	c.mu.Unlock()
 }
+
+// Abort closes the connection at once, without the stream's lock, which a
+// panic may have left held; a write in progress finishes first, and none
+// starts after.
+func (c *Conn) Abort() error { return c.sock.Close() }
 
 // End is the subscription's OnEnd hook: the hub ended it. The connection
 // closes after grace, at once if grace is 0, even if a write to it is

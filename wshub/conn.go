@@ -80,10 +80,12 @@ type conn struct {
 	iov      [][]byte      // reused for writev
 	bufs     net.Buffers   // what writev has left to write
 
-	// raw is the socket, for writes that never wait (nil if none);
-	// nonblock is set while a session writes from the delivering
-	// goroutine, and pending holds what such a write left, written
-	// before anything else.
+	// sock writes without waiting and closes the connection: every
+	// close goes through it (Close). raw is the socket, for the poller
+	// and for those writes (nil if none); nonblock is set while a
+	// session writes from the delivering goroutine, and pending holds
+	// what such a write left, written before anything else.
+	sock     takeover.Socket
 	raw      syscall.RawConn
 	nonblock bool
 	pending  []byte
@@ -123,6 +125,16 @@ func (c *conn) waitReadable() error {
 	}
 	return waitReadable(c.raw)
 }
+
+// newConn returns the conn over nc, whose writes end within timeout.
+func newConn(nc net.Conn, timeout time.Duration) *conn {
+	c := &conn{Conn: nc, timeout: timeout}
+	c.raw = c.sock.Init(nc)
+	return c
+}
+
+// Close closes the connection, once a write that never waits is done.
+func (c *conn) Close() error { return c.sock.Close() }
 
 // Write writes p, one or more whole frames, under the lock and deadline.
 func (c *conn) Write(p []byte) (int, error) { return c.write(p, c.timeout) }
@@ -183,7 +195,7 @@ func (c *conn) tryFramesLocked(frames [][]byte) error {
 // pending already, and keeps a copy of the rest in pending. Call it with
 // c.mu held.
 func (c *conn) tryLocked(p []byte) error {
-	n, pending, err := takeover.TryWritePending(c.Conn, c.raw, &c.deadline, c.pending, p)
+	n, pending, err := c.sock.TryWritePending(c.pending, p)
 	c.pending = pending
 	c.written += int64(n)
 	return err
@@ -319,7 +331,7 @@ func (c *conn) lingerClose(wait time.Duration) {
 		_ = c.Conn.SetReadDeadline(time.Now().Add(wait))
 		_, _ = io.CopyN(io.Discard, c.Conn, 1<<20)
 	}
-	_ = c.Conn.Close()
+	_ = c.Close()
 }
 
 // hijackShim lets gorilla hijack through Caddy's wrapped response writers,
@@ -345,7 +357,8 @@ func (s *hijackShim) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	s.conn = &conn{Conn: nc, timeout: s.timeout, skipHead: true, raw: takeover.RawConn(nc)}
+	s.conn = newConn(nc, s.timeout)
+	s.conn.skipHead = true
 	// The client may have sent frames as soon as it had the head, and
 	// net/http may have read some: gorilla refuses a hijacked reader
 	// holding data, so the connection hands them out instead.
@@ -415,5 +428,5 @@ func (c *Conn) Close() error {
 	if c.conn.waiter.Shutdown(true) {
 		return nil
 	}
-	return c.conn.Conn.Close()
+	return c.conn.Close()
 }

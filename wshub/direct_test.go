@@ -197,27 +197,11 @@ func TestFramesInOneSegment(t *testing.T) {
 	}
 }
 
-// countingRaw counts the writes made through a raw connection.
-type countingRaw struct {
-	syscall.RawConn
-	writes *int
-}
-
-func (r countingRaw) Write(f func(fd uintptr) bool) error {
-	*r.writes++
-	return r.RawConn.Write(f)
-}
-
 // TestDirectWriteCoalesces checks that several frames written from the
 // delivery go out in one write, not one write each.
 func TestDirectWriteCoalesces(t *testing.T) {
 	server, client := testnet.TCPPair(t)
-	rc, err := server.SyscallConn()
-	if err != nil {
-		t.Fatal(err)
-	}
-	writes := 0
-	c := &conn{Conn: server, raw: countingRaw{rc, &writes}}
+	c := newConn(server, 0)
 	var frames [][]byte
 	var want []byte
 	for i := range 5 {
@@ -227,12 +211,12 @@ func TestDirectWriteCoalesces(t *testing.T) {
 	}
 	c.mu.Lock()
 	c.nonblock = true
-	err = c.writeFramesLocked(frames)
+	err := c.writeFramesLocked(frames)
 	c.mu.Unlock()
 	if err != nil || len(c.pending) != 0 {
 		t.Fatalf("write: %v, %d bytes pending", err, len(c.pending))
 	}
-	if writes != 1 {
+	if writes := c.sock.Writes(); writes != 1 {
 		t.Fatalf("%d frames took %d writes, want 1", len(frames), writes)
 	}
 	got := make([]byte, len(want))

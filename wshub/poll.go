@@ -183,7 +183,7 @@ func (s *Session) readReady() {
 		if v := recover(); v != nil {
 			s.log.Error("panic reading from a WebSocket", zap.Any("panic", v), zap.Stack("stack"))
 			if s.ending {
-				_ = s.c.conn.Conn.Close()
+				_ = s.c.conn.Close()
 				return
 			}
 			s.end(errPanic)

@@ -152,7 +152,7 @@ func TestQueuedMessagesShareOneWrite(t *testing.T) {
 	server, client := net.Pipe()
 	defer client.Close()
 	cc := &countingConn{Conn: server}
-	s := NewSession(&Conn{conn: &conn{Conn: cc, timeout: time.Second}}, sub, Options{})
+	s := NewSession(&Conn{conn: newConn(cc, time.Second)}, sub, Options{})
 	s.setSince("t", start.HeadSeq)
 	received := make(chan []byte)
 	go func() {
@@ -207,7 +207,7 @@ func BenchmarkWriteQueued(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer nc.Close()
-	c := &conn{Conn: nc, timeout: 5 * time.Second}
+	c := newConn(nc, 5*time.Second)
 	frame := EncodeJSON(&hub.Message{Topic: "bench", Data: bytes.Repeat([]byte("x"), 64)})
 	frames := make([][]byte, 64)
 	b.ReportAllocs()

@@ -2,6 +2,8 @@ package takeover
 
 import (
 	"crypto/tls"
+	"errors"
+	"io"
 	"net"
 	"net/http"
 	"testing"
@@ -24,17 +26,17 @@ func TestRawConnThroughCaddy(t *testing.T) {
 			t.Error(err)
 			return
 		}
-		defer nc.Close()
 		if _, ok := nc.(*net.TCPConn); ok {
 			t.Error("the connection is not wrapped: the test proves nothing")
 		}
-		rc := RawConn(nc)
-		if rc == nil {
+		var s Socket
+		defer s.Close()
+		if s.Init(nc) == nil {
 			t.Error("no socket under Caddy's wrapper")
 			return
 		}
 		msg := "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\ndata: 1\n\n"
-		if n, err := TryWrite(rc, []byte(msg)); n != len(msg) || err != nil {
+		if n, err := s.TryWrite([]byte(msg)); n != len(msg) || err != nil {
 			t.Errorf("TryWrite: %d, %v", n, err)
 		}
 	})
@@ -68,10 +70,11 @@ func TestRawConnOnlyPlainSockets(t *testing.T) {
 func TestTryWriteNeverWaits(t *testing.T) {
 	server, _ := testnet.TCPPair(t)
 	_ = server.SetWriteBuffer(16 << 10)
-	rc := RawConn(server)
+	var s Socket
+	s.Init(server)
 	big := make([]byte, 8<<20)
 	start := time.Now()
-	n, err := TryWrite(rc, big)
+	n, err := s.TryWrite(big)
 	if err != nil || n <= 0 || n >= len(big) {
 		t.Fatalf("first write: %d of %d, %v", n, len(big), err)
 	}
@@ -81,7 +84,7 @@ func TestTryWriteNeverWaits(t *testing.T) {
 		if i == 1000 {
 			t.Fatal("the socket never filled up")
 		}
-		if n, err = TryWrite(rc, big); err != nil {
+		if n, err = s.TryWrite(big); err != nil {
 			t.Fatalf("write %d: %d, %v", i, n, err)
 		}
 	}
@@ -91,27 +94,65 @@ func TestTryWriteNeverWaits(t *testing.T) {
 }
 
 // TestTryWritePending checks that what a full socket leaves is kept,
-// that nothing is written while something is pending (order), and that
-// a passed deadline is cleared rather than failing the write.
+// that nothing is written while something is pending (order), and that a
+// passed write deadline does not fail a write that never waits.
 func TestTryWritePending(t *testing.T) {
 	server, client := testnet.TCPPair(t)
 	_ = server.SetWriteBuffer(16 << 10)
-	rc := RawConn(server)
-	deadline := time.Now().Add(-time.Second)
-	if err := server.SetWriteDeadline(deadline); err != nil {
+	var s Socket
+	s.Init(server)
+	if err := server.SetWriteDeadline(time.Now().Add(-time.Second)); err != nil {
 		t.Fatal(err)
 	}
 	big := make([]byte, 8<<20)
-	n, pending, err := TryWritePending(server, rc, &deadline, nil, big)
+	n, pending, err := s.TryWritePending(nil, big)
 	if err != nil || n <= 0 || n+len(pending) != len(big) {
 		t.Fatalf("first write: %d written, %d pending, %v", n, len(pending), err)
 	}
-	if !deadline.IsZero() {
-		t.Fatalf("the passed deadline is still %v", deadline)
-	}
 	_ = client.Close() // the socket would take more now, or fail
-	n, pending2, err := TryWritePending(server, rc, &deadline, pending, []byte("next"))
+	n, pending2, err := s.TryWritePending(pending, []byte("next"))
 	if err != nil || n != 0 || len(pending2) != len(pending)+4 || string(pending2[len(pending):]) != "next" {
 		t.Fatalf("with something pending: %d written, %d pending, %v", n, len(pending2), err)
+	}
+}
+
+// TestSocketClose checks that nothing is written to a descriptor once
+// Close has begun, even after the number was given to another
+// connection, and that writes racing Close either go out whole on the
+// old connection or fail.
+func TestSocketClose(t *testing.T) {
+	server, client := testnet.TCPPair(t)
+	var s Socket
+	if s.Init(server) == nil {
+		t.Fatal("no socket")
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for range 10000 {
+			if _, err := s.TryWrite([]byte("x")); err != nil {
+				if !errors.Is(err, net.ErrClosed) {
+					t.Errorf("write racing Close: %v", err)
+				}
+				return
+			}
+		}
+	}()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	<-done
+	// The next connection likely gets the same descriptor number.
+	reused, peer := testnet.TCPPair(t)
+	_ = reused
+	if n, err := s.TryWrite([]byte("leak")); n != 0 || !errors.Is(err, net.ErrClosed) {
+		t.Errorf("write after Close: %d, %v", n, err)
+	}
+	_ = peer.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+	if n, _ := peer.Read(make([]byte, 8)); n != 0 {
+		t.Errorf("another connection read %d bytes written after Close", n)
+	}
+	if _, err := io.ReadAll(client); err != nil {
+		t.Errorf("old client: %v", err)
 	}
 }
