@@ -22,15 +22,15 @@ const PumpLinger = 50 * time.Millisecond
 // go before live messages (the replay) is written; kicks before Start are
 // ignored.
 type Pump struct {
-	sub     *Subscription
+	started  atomic.Bool
+	draining atomic.Bool // a goroutine runs or is about to
+	direct   atomic.Bool // Direct was called: the goroutine does not linger
+	sub      *Subscription
+	kick     chan struct{} // wakes a lingering goroutine
+
 	write   func() (int, error)
 	onPanic func(any)
 	linger  time.Duration // PumpLinger; tests lengthen it
-
-	started  atomic.Bool
-	draining atomic.Bool   // a goroutine runs or is about to
-	direct   atomic.Bool   // Direct was called: the goroutine does not linger
-	kick     chan struct{} // wakes a lingering goroutine
 }
 
 // Init sets the pump up: write writes what is queued and returns how

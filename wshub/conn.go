@@ -68,27 +68,26 @@ func closeFrame(code int, reason string) []byte {
 // on an oversized frame) never interleave; and each write sets its own
 // deadline. It is the one path by which bytes reach the client.
 type conn struct {
-	net.Conn
-	timeout time.Duration
-
+	// What a write from the delivery uses comes first (see Session).
 	mu       sync.Mutex
-	skipHead bool          // the next write is gorilla's head, already sent
-	early    []byte        // read before the hijack: the first bytes Read returns
-	br       *bufio.Reader // gorilla's reader, over this conn
-	written  int64         // bytes written
-	deadline time.Time     // the write deadline last set
-	iov      [][]byte      // reused for writev
-	bufs     net.Buffers   // what writev has left to write
-
+	nonblock bool // a session writes from the delivering goroutine
+	skipHead bool // the next write is gorilla's head, already sent
+	// pending holds what a write that never waits left, written before
+	// anything else.
+	pending []byte
+	written int64 // bytes written
 	// sock writes without waiting and closes the connection: every
-	// close goes through it (Close). raw is the socket, for the poller
-	// and for those writes (nil if none); nonblock is set while a
-	// session writes from the delivering goroutine, and pending holds
-	// what such a write left, written before anything else.
-	sock     takeover.Socket
-	raw      syscall.RawConn
-	nonblock bool
-	pending  []byte
+	// close goes through it (Close).
+	sock takeover.Socket
+
+	net.Conn
+	timeout  time.Duration
+	raw      syscall.RawConn // the socket, for the poller and sock (nil if none)
+	early    []byte          // read before the hijack: the first bytes Read returns
+	br       *bufio.Reader   // gorilla's reader, over this conn
+	deadline time.Time       // the write deadline last set
+	iov      [][]byte        // reused for writev
+	bufs     net.Buffers     // what writev has left to write
 
 	// waiter waits for the client's frames while the connection is
 	// idle, in place of a goroutine (nil where there is no poller);

@@ -183,23 +183,23 @@ func (s *Session) readReady() {
 		if v := recover(); v != nil {
 			s.log.Error("panic reading from a WebSocket", zap.Any("panic", v), zap.Stack("stack"))
 			if s.ending {
-				_ = s.c.conn.Close()
+				_ = s.conn.Close()
 				return
 			}
 			s.end(errPanic)
 		}
 	}()
-	s.c.conn.unpark()
+	s.conn.unpark()
 	err := s.readStaged()
 	if err == nil {
 		if testHookBeforeArm != nil {
 			testHookBeforeArm(s)
 		}
-		s.c.conn.park()
-		if err = s.c.conn.waiter.Arm(); err == nil {
+		s.conn.park()
+		if err = s.conn.waiter.Arm(); err == nil {
 			return // nothing may touch s after Arm: another goroutine may have it
 		}
-		s.c.conn.unpark()
+		s.conn.unpark()
 		if errors.Is(err, poll.ErrUnavailable) {
 			// The poller cannot take the connection: wait in gorilla's
 			// reader, as where there is no poller.
@@ -213,7 +213,7 @@ func (s *Session) readReady() {
 // the socket holds without waiting for more. It returns nil once nothing
 // whole is left, or why the session must end.
 func (s *Session) readStaged() error {
-	c := s.c.conn
+	c := s.conn
 	drained := false
 	for {
 		if s.noPong.Load() {
@@ -257,6 +257,6 @@ func (s *Session) pong(payload []byte) error {
 	if s.closing {
 		return nil
 	}
-	_, err := s.c.conn.Write(appendFrame(nil, opPong, payload))
+	_, err := s.conn.Write(appendFrame(nil, opPong, payload))
 	return err
 }

@@ -112,13 +112,31 @@ func EncodeRaw(m *hub.Message) []byte {
 // session's write lock: a short-lived drain goroutine for queued messages,
 // the read loop for answers, a timer for pings.
 type Session struct {
-	c    *Conn
-	sub  *hub.Subscription
-	opts Options
-	enc  func(*hub.Message) []byte
-	log  *zap.Logger
-
+	// What a delivery reads and writes comes first, so that it touches
+	// few cache lines: at light load a fan-out finds every session's
+	// fields out of the cache.
 	pump     hub.Pump
+	conn     *conn // c.conn
+	sub      *hub.Subscription
+	enc      func(*hub.Message) []byte
+	writable bool // the socket takes writes that never wait (conn.raw)
+
+	wmu     sync.Mutex // held to write and to change the fields below
+	closing bool       // a close frame was sent or the connection failed
+	direct  bool       // Wake writes, with the connection's lock held
+	// since holds, for each subscribed topic, the sequence number after
+	// which its messages are sent: queued messages at or below it were
+	// either replayed already or queued before an unsubscribe.
+	since     []topicSince
+	msgs      int64          // messages sent
+	batch     []*hub.Message // taken from the queue
+	lastBatch int            // how many messages the last Take gave
+	frames    [][]byte       // about to be written
+	nextPing  time.Time      // when the next ping is due
+
+	c        *Conn
+	opts     Options
+	log      *zap.Logger
 	readDone atomic.Bool // set when reading has ended
 	endOnce  sync.Once
 	ping     *time.Timer
@@ -133,21 +151,8 @@ type Session struct {
 	// noPong is set when that timer found it silent too long.
 	lastRead atomic.Int64
 	noPong   atomic.Bool
-	polled   bool      // the connection waits in the poller when idle
-	ending   bool      // end has begun
-	nextPing time.Time // when the next ping is due; guarded by wmu
-
-	wmu     sync.Mutex // held to write and to change the fields below
-	closing bool       // a close frame was sent or the connection failed
-	direct  bool       // Wake writes, with the connection's lock held
-	// since holds, for each subscribed topic, the sequence number after
-	// which its messages are sent: queued messages at or below it were
-	// either replayed already or queued before an unsubscribe.
-	since     []topicSince
-	msgs      int64          // messages sent
-	batch     []*hub.Message // taken from the queue
-	lastBatch int            // how many messages the last Take gave
-	frames    [][]byte       // about to be written
+	polled   bool // the connection waits in the poller when idle
+	ending   bool // end has begun
 }
 
 // NewSession prepares a session on an upgraded connection. The
@@ -155,11 +160,13 @@ type Session struct {
 // once the session exists.
 func NewSession(c *Conn, sub *hub.Subscription, opts Options) *Session {
 	s := &Session{
-		c:    c,
-		sub:  sub,
-		opts: opts,
-		enc:  EncodeJSON,
-		log:  opts.Logger,
+		conn:     c.conn,
+		sub:      sub,
+		enc:      EncodeJSON,
+		writable: c.conn.raw != nil,
+		c:        c,
+		opts:     opts,
+		log:      opts.Logger,
 	}
 	if s.log == nil {
 		s.log = zap.NewNop()
@@ -257,7 +264,7 @@ func (s *Session) Serve(start hub.Start, last string, done func(error)) {
 // the connection and tells done why the session ended.
 func (s *Session) end(err error) {
 	s.ending = true
-	s.c.conn.waiter.Done()
+	s.conn.waiter.Done()
 	s.readDone.Store(true)
 	if s.ping != nil {
 		s.ping.Stop()
@@ -283,7 +290,7 @@ func (s *Session) Kick() { s.pump.Kick() }
 // waiting; the rest, or everything on another connection, is left to the
 // pump's goroutine. It never blocks.
 func (s *Session) Wake() {
-	if s.c.conn.raw == nil {
+	if !s.writable {
 		s.pump.Kick()
 		return
 	}
@@ -300,7 +307,7 @@ func (s *Session) tryQueued() bool {
 	if s.closing {
 		return true
 	}
-	c := s.c.conn
+	c := s.conn
 	if !c.mu.TryLock() {
 		return false // the read loop writes a pong
 	}
@@ -327,7 +334,7 @@ func (s *Session) drainOnce() (int, error) {
 	if s.closing {
 		return 0, net.ErrClosed
 	}
-	if err := s.c.conn.flushPending(); err != nil {
+	if err := s.conn.flushPending(); err != nil {
 		s.failLocked()
 		return 0, err
 	}
@@ -370,7 +377,7 @@ func (s *Session) sendClose(code int, text string) {
 	if s.closing {
 		return
 	}
-	if _, err := s.c.conn.write(closeFrame(code, text), closeWait); err != nil {
+	if _, err := s.conn.write(closeFrame(code, text), closeWait); err != nil {
 		s.failLocked()
 		return
 	}
@@ -401,7 +408,7 @@ func (s *Session) sendPing() {
 			// runs now), ends the session. If the connection is
 			// closed already, its end is under way.
 			s.noPong.Store(true)
-			s.c.conn.waiter.Shutdown(false)
+			s.conn.waiter.Shutdown(false)
 			return
 		}
 		if now.Before(s.nextPing) {
@@ -411,7 +418,7 @@ func (s *Session) sendPing() {
 		s.nextPing = now.Add(s.opts.Ping)
 		next = earliest(s.nextPing, deadline).Sub(now)
 	}
-	if _, err := s.c.conn.Write(pingFrame); err != nil {
+	if _, err := s.conn.Write(pingFrame); err != nil {
 		s.failLocked()
 		return
 	}
@@ -447,11 +454,11 @@ func (s *Session) finish(readErr error) {
 		}
 		// On ErrReadLimit gorilla has sent 1009 already.
 		if code != 0 {
-			_, _ = s.c.conn.write(closeFrame(code, text), closeWait)
+			_, _ = s.conn.write(closeFrame(code, text), closeWait)
 		}
 	}
 	s.wmu.Unlock()
-	s.c.conn.lingerClose(closeWait)
+	s.conn.lingerClose(closeWait)
 }
 
 var pingFrame = appendFrame(nil, opPing, nil)
@@ -508,9 +515,9 @@ func (s *Session) sent(n int) {
 func (s *Session) Written() (bytes, messages int64) {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
-	s.c.conn.mu.Lock()
-	defer s.c.conn.mu.Unlock()
-	return s.c.conn.written, s.msgs
+	s.conn.mu.Lock()
+	defer s.conn.mu.Unlock()
+	return s.conn.written, s.msgs
 }
 
 // wanted reports whether a queued message is still to be sent.
@@ -552,9 +559,9 @@ func (s *Session) flush() error {
 	}
 	var err error
 	if s.direct {
-		err = s.c.conn.writeFramesLocked(s.frames)
+		err = s.conn.writeFramesLocked(s.frames)
 	} else {
-		err = s.c.conn.writeFrames(s.frames)
+		err = s.conn.writeFrames(s.frames)
 	}
 	clear(s.frames)
 	s.frames = s.frames[:0]
@@ -565,7 +572,7 @@ func (s *Session) flush() error {
 }
 
 func (s *Session) sendJSON(b []byte) error {
-	return s.c.conn.writeFrames([][]byte{appendFrame(nil, opText, b)})
+	return s.conn.writeFrames([][]byte{appendFrame(nil, opText, b)})
 }
 
 // answer sends an ack or error frame, unless the session is closing. It
@@ -669,7 +676,7 @@ func (s *Session) alive() {
 // connection ends, and returns why it ended.
 func (s *Session) readLoop() error {
 	for {
-		err := s.c.conn.waitReadable()
+		err := s.conn.waitReadable()
 		var typ int
 		var data []byte
 		if err == nil {

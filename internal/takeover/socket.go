@@ -20,11 +20,11 @@ import (
 // A Socket is embedded by value, set up by Init, and not copied after.
 type Socket struct {
 	mu     sync.Mutex
-	conn   net.Conn
-	fd     uintptr
 	open   bool // fd may be written: Init found one and Close has not run
 	closed bool
+	fd     uintptr
 	writes int // system calls made by TryWrite
+	conn   net.Conn
 }
 
 // Init sets s up for c, a connection returned by Hijack, and returns its
