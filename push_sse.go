@@ -173,6 +173,10 @@ func (h *SSE) serveStream(w http.ResponseWriter, r *http.Request, topics []strin
 // stream's end is logged here.
 func (h *SSE) serveConn(w http.ResponseWriter, r *http.Request, topics []string, last string) error {
 	info := newStreamInfo(r, topics)
+	// The stream is the subscription's Waker from the start, so that a
+	// delivery calls it directly; it is set up once the connection is
+	// taken over.
+	c := new(sse.Conn)
 	var conn atomic.Pointer[sse.Conn]
 	sub, start, end, err := h.streams.subscribe(h.hub, r, topics, hub.SubscribeOptions{
 		LastEventID: last,
@@ -182,11 +186,7 @@ func (h *SSE) serveConn(w http.ResponseWriter, r *http.Request, topics []string,
 				c.End(graceFor(reason))
 			} // else Serve sees the subscription ended
 		},
-		OnReadyDirect: func() {
-			if c := conn.Load(); c != nil {
-				c.Wake()
-			}
-		},
+		OnReadyDirect: c,
 	})
 	if err != nil {
 		return err
@@ -206,7 +206,7 @@ func (h *SSE) serveConn(w http.ResponseWriter, r *http.Request, topics []string,
 	// net/http's read and write deadlines no longer apply.
 	_ = nc.SetDeadline(time.Time{})
 
-	c := sse.NewConn(nc, h.opts)
+	c.Init(nc, h.opts)
 	conn.Store(c)
 	goServe(h.logger, "panic serving an event stream", c.Abort, func() {
 		ended := func(err error) {

@@ -337,6 +337,9 @@ func (h *WS) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handl
 	canPublish := h.publish.forRequest(r)
 
 	info := newStreamInfo(r, topics)
+	// The session is the subscription's Waker from the start, so that
+	// a delivery calls it directly; it is set up once upgraded.
+	s := new(wshub.Session)
 	var sess atomic.Pointer[wshub.Session]
 	sub, start, end, err := h.streams.subscribe(h.hub, r, topics, hub.SubscribeOptions{
 		LastEventID: last,
@@ -346,11 +349,7 @@ func (h *WS) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handl
 				s.Ended(reason)
 			}
 		},
-		OnReadyDirect: func() {
-			if s := sess.Load(); s != nil {
-				s.Wake()
-			}
-		},
+		OnReadyDirect: s,
 	})
 	if err != nil {
 		return err
@@ -374,7 +373,7 @@ func (h *WS) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handl
 		// A client may come back to a topic it was given and left.
 		opts.CanSubscribe = func(t string) bool { return slices.Contains(topics, t) || canSubscribe.match(t) }
 		opts.CanPublish = canPublish.match
-		s := wshub.NewSession(c, sub, opts)
+		s.Init(c, sub, opts)
 		sess.Store(s)
 		s.Serve(start, last, func(err error) {
 			defer end()

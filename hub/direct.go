@@ -49,7 +49,7 @@ func (w *wakers) wake(subs []*Subscription) {
 	w.pace(time.Now().UnixNano())
 	if len(subs) <= inlineWakes {
 		for _, s := range subs {
-			s.direct()
+			s.direct.Wake()
 		}
 		return
 	}
@@ -119,7 +119,7 @@ func (w *wakers) run() {
 		w.mu.Unlock()
 		subs, rest = subs[:min(len(subs), wakeChunk)], subs[min(len(subs), wakeChunk):]
 		for _, s := range subs {
-			s.direct()
+			s.direct.Wake()
 			// Counted across fan-outs: many small ones (subscribers
 			// whose queue was empty) must not starve the network.
 			if served++; served%16 == 0 && time.Since(since) >= w.yieldAfter() {

@@ -16,7 +16,7 @@ func TestWakersWakeEverySubscriptionAndStop(t *testing.T) {
 	for range batches {
 		subs := make([]*Subscription, per)
 		for i := range subs {
-			subs[i] = &Subscription{direct: func() { woken.Add(1) }}
+			subs[i] = &Subscription{direct: WakeFunc(func() { woken.Add(1) })}
 		}
 		w.wake(subs)
 	}
@@ -52,17 +52,17 @@ func TestWakersTakeFanOutsInTurn(t *testing.T) {
 	var bigLast atomic.Int64
 	for i := range big {
 		first := i == 0
-		big[i] = &Subscription{direct: func() {
+		big[i] = &Subscription{direct: WakeFunc(func() {
 			if first {
 				<-gate // the small fan-out is queued meanwhile
 			}
 			bigLast.Store(order.Add(1))
-		}}
+		})}
 	}
 	small := make([]*Subscription, 2*inlineWakes)
 	var smallLast atomic.Int64
 	for i := range small {
-		small[i] = &Subscription{direct: func() { smallLast.Store(order.Add(1)) }}
+		small[i] = &Subscription{direct: WakeFunc(func() { smallLast.Store(order.Add(1)) })}
 	}
 	w.wake(big)
 	w.wake(small)

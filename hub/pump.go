@@ -50,6 +50,10 @@ func (p *Pump) Start() {
 	}
 }
 
+// Started reports whether Start has been called. What Init set is visible
+// to a caller that sees true.
+func (p *Pump) Started() bool { return p.started.Load() }
+
 // Kick starts the pump's goroutine unless it runs. It never blocks.
 func (p *Pump) Kick() {
 	if !p.started.Load() {

@@ -128,7 +128,7 @@ func TestPumpDirect(t *testing.T) {
 	}
 	p.Init(sub, func() (int, error) { runs.Add(1); return take(), nil }, nil)
 	p.linger = time.Hour // a goroutine that lingered would never go
-	sub.direct = func() { p.Direct(try) }
+	sub.direct = WakeFunc(func() { p.Direct(try) })
 	p.Start()
 
 	if _, err := h.Publish(context.Background(), &Message{Topic: "t", Data: []byte("0")}); err != nil {

@@ -52,11 +52,20 @@ type Conn struct {
 // NewConn prepares a stream on c, a connection whose response head has
 // been sent. Serve it with Serve.
 func NewConn(c net.Conn, opts Options) *Conn {
-	cc := &Conn{encoder: encoder{opts: opts}, conn: c}
+	cc := new(Conn)
+	cc.Init(c, opts)
+	return cc
+}
+
+// Init prepares cc, a new Conn, as NewConn does. cc may be a
+// subscription's OnReadyDirect Waker already: Wake does nothing until
+// Serve has begun.
+func (cc *Conn) Init(c net.Conn, opts Options) {
+	cc.opts = opts
+	cc.conn = c
 	cc.raw = cc.sock.Init(c)
 	cc.writable = cc.raw != nil
 	cc.waiter = poll.New(cc.raw, cc.readReady)
-	return cc
 }
 
 // Serve streams sub: it writes the reset notice and the replay, then
@@ -182,6 +191,9 @@ func (c *Conn) Kick() { c.pump.Kick() }
 // waiting; the rest, or everything on another connection, is left to the
 // pump's goroutine. It never blocks.
 func (c *Conn) Wake() {
+	if !c.pump.Started() {
+		return // Serve writes what is queued once it begins
+	}
 	if !c.writable {
 		c.pump.Kick()
 		return

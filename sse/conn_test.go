@@ -21,7 +21,7 @@ import (
 func serveConn(t *testing.T, h *hub.Hub, server net.Conn, client *bufio.Reader) *Conn {
 	t.Helper()
 	c := NewConn(server, Options{Retry: time.Second, WriteTimeout: 30 * time.Second})
-	sub, start, err := h.Subscribe([]string{"t"}, hub.SubscribeOptions{OnReadyDirect: c.Wake})
+	sub, start, err := h.Subscribe([]string{"t"}, hub.SubscribeOptions{OnReadyDirect: c})
 	if err != nil {
 		t.Fatal(err)
 	}

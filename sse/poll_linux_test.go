@@ -36,7 +36,7 @@ func TestIdleStreamInPoller(t *testing.T) {
 		t.Run(how, func(t *testing.T) {
 			server, client := testnet.TCPPair(t)
 			c := NewConn(server, Options{Retry: time.Second, WriteTimeout: 30 * time.Second, Heartbeat: time.Hour})
-			sub, start, err := h.Subscribe([]string{"t"}, hub.SubscribeOptions{OnReadyDirect: c.Wake, OnEnd: func(error) { c.End(0) }})
+			sub, start, err := h.Subscribe([]string{"t"}, hub.SubscribeOptions{OnReadyDirect: c, OnEnd: func(error) { c.End(0) }})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -109,7 +109,7 @@ func TestPanicInReadEndsStream(t *testing.T) {
 	testwait.For(t, "earlier streams to end", func() bool { return poll.Registered() == 0 })
 	server, client := testnet.TCPPair(t)
 	c := NewConn(server, Options{Retry: time.Second, WriteTimeout: 30 * time.Second, Heartbeat: time.Hour})
-	sub, start, err := h.Subscribe([]string{"t"}, hub.SubscribeOptions{OnReadyDirect: c.Wake, OnEnd: func(error) { c.End(0) }})
+	sub, start, err := h.Subscribe([]string{"t"}, hub.SubscribeOptions{OnReadyDirect: c, OnEnd: func(error) { c.End(0) }})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,7 +11,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -30,14 +29,8 @@ func serveDirect(t *testing.T, h *hub.Hub, d *websocket.Dialer) (*websocket.Conn
 	opts := Options{MaxMessageSize: 1 << 16, MaxTopics: 8, Format: Raw}
 	sessions := make(chan *Session, 1)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var sess atomic.Pointer[Session]
-		sub, start, err := h.Subscribe([]string{"t"}, hub.SubscribeOptions{
-			OnReadyDirect: func() {
-				if s := sess.Load(); s != nil {
-					s.Wake()
-				}
-			},
-		})
+		s := new(Session)
+		sub, start, err := h.Subscribe([]string{"t"}, hub.SubscribeOptions{OnReadyDirect: s})
 		if err != nil {
 			t.Error(err)
 			return
@@ -50,8 +43,7 @@ func serveDirect(t *testing.T, h *hub.Hub, d *websocket.Dialer) (*websocket.Conn
 		if tc, ok := c.conn.Conn.(*net.TCPConn); ok {
 			_ = tc.SetWriteBuffer(64 << 10)
 		}
-		s := NewSession(c, sub, opts)
-		sess.Store(s)
+		s.Init(c, sub, opts)
 		sessions <- s
 		s.Serve(start, "", func(error) { sub.Close() })
 	}))

@@ -40,17 +40,9 @@ func newPollServer(t *testing.T, opts Options) *pollServer {
 	opts = testOptions(ps.h, opts)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var sess atomic.Pointer[Session]
+		s := new(Session)
 		sub, start, err := ps.h.Subscribe([]string{"t"}, hub.SubscribeOptions{
-			OnReady: func() {
-				if s := sess.Load(); s != nil {
-					s.Kick()
-				}
-			},
-			OnReadyDirect: func() {
-				if s := sess.Load(); s != nil {
-					s.Wake()
-				}
-			},
+			OnReadyDirect: s,
 			OnEnd: func(reason error) {
 				if s := sess.Load(); s != nil {
 					s.Ended(reason)
@@ -67,7 +59,7 @@ func newPollServer(t *testing.T, opts Options) *pollServer {
 			t.Error(err)
 			return
 		}
-		s := NewSession(c, sub, opts)
+		s.Init(c, sub, opts)
 		sess.Store(s)
 		ps.live.Add(1)
 		s.Serve(start, "", func(err error) {

@@ -156,18 +156,26 @@ type Session struct {
 }
 
 // NewSession prepares a session on an upgraded connection. The
-// subscription's OnReady hook must call Kick and its OnEnd hook Ended,
-// once the session exists.
+// subscription's OnReady hook must call Kick, or the session be its
+// OnReadyDirect Waker, and its OnEnd hook call Ended once the session
+// exists.
 func NewSession(c *Conn, sub *hub.Subscription, opts Options) *Session {
-	s := &Session{
-		conn:     c.conn,
-		sub:      sub,
-		enc:      EncodeJSON,
-		writable: c.conn.raw != nil,
-		c:        c,
-		opts:     opts,
-		log:      opts.Logger,
-	}
+	s := new(Session)
+	s.Init(c, sub, opts)
+	return s
+}
+
+// Init prepares s, a new Session, as NewSession does. s may be a
+// subscription's OnReadyDirect Waker already: Wake does nothing until
+// Serve has begun.
+func (s *Session) Init(c *Conn, sub *hub.Subscription, opts Options) {
+	s.conn = c.conn
+	s.sub = sub
+	s.enc = EncodeJSON
+	s.writable = c.conn.raw != nil
+	s.c = c
+	s.opts = opts
+	s.log = opts.Logger
 	if s.log == nil {
 		s.log = zap.NewNop()
 	}
@@ -180,7 +188,6 @@ func NewSession(c *Conn, sub *hub.Subscription, opts Options) *Session {
 		s.log.Error("panic writing to a WebSocket", zap.Any("panic", v), zap.Stack("stack"))
 		_ = s.c.Close()
 	})
-	return s
 }
 
 // topicSince is a subscribed topic and the sequence number after which
@@ -290,6 +297,9 @@ func (s *Session) Kick() { s.pump.Kick() }
 // waiting; the rest, or everything on another connection, is left to the
 // pump's goroutine. It never blocks.
 func (s *Session) Wake() {
+	if !s.pump.Started() {
+		return // Serve writes what is queued once it begins
+	}
 	if !s.writable {
 		s.pump.Kick()
 		return
