@@ -30,31 +30,54 @@ const (
 // subscribers does not wait behind one to a hundred thousand.
 const wakeChunk = 256
 
+// fanOut is the subscriptions a delivery made ready, and how many of
+// them the wakers have woken.
+type fanOut struct {
+	subs []*Subscription
+	next int
+}
+
+// fanOuts keeps the lists that the wakers have served, for the next
+// deliveries: at light load a fan-out to many subscribers would otherwise
+// allocate its list anew each time, most of what the hub allocates.
+var fanOuts = sync.Pool{New: func() any { return new(fanOut) }}
+
+func newFanOut() *fanOut { return fanOuts.Get().(*fanOut) }
+
+// free gives f back to fanOuts, without its subscriptions.
+func (f *fanOut) free() {
+	clear(f.subs)
+	f.subs, f.next = f.subs[:0], 0
+	fanOuts.Put(f)
+}
+
 // wakers runs the wakes that deliveries hand over, on at most GOMAXPROCS
 // goroutines, which exist only while there is work. Fan-outs are served
 // in turn, wakeChunk subscriptions at a time.
 type wakers struct {
 	mu      sync.Mutex
-	queue   [][]*Subscription
+	queue   []*fanOut
 	running int
 
 	last atomic.Int64 // when the last delivery came, Unix ns
 	gap  atomic.Int64 // the time between deliveries, a moving average, ns
 }
 
-// wake calls the OnReadyDirect hooks of subs, whose queues a delivery
-// made non-empty, once the hub's locks are released. The hooks never
-// block: one slow socket does not delay the others.
-func (w *wakers) wake(subs []*Subscription) {
+// wake calls the OnReadyDirect hooks of f's subscriptions, whose queues a
+// delivery made non-empty, once the hub's locks are released, and then
+// frees f. The hooks never block: one slow socket does not delay the
+// others.
+func (w *wakers) wake(f *fanOut) {
 	w.pace(time.Now().UnixNano())
-	if len(subs) <= inlineWakes {
-		for _, s := range subs {
+	if len(f.subs) <= inlineWakes {
+		for _, s := range f.subs {
 			s.direct.Wake()
 		}
+		f.free()
 		return
 	}
 	w.mu.Lock()
-	w.queue = append(w.queue, subs)
+	w.queue = append(w.queue, f)
 	start := w.running < runtime.GOMAXPROCS(0)
 	if start {
 		w.running++
@@ -101,10 +124,10 @@ func (w *wakers) run() {
 	defer y.close()
 	since := time.Now()
 	served := 0
-	var rest []*Subscription
+	var rest *fanOut
 	for {
 		w.mu.Lock()
-		if len(rest) > 0 {
+		if rest != nil {
 			w.queue = append(w.queue, rest)
 		}
 		if len(w.queue) == 0 {
@@ -113,11 +136,16 @@ func (w *wakers) run() {
 			w.mu.Unlock()
 			return
 		}
-		subs := w.queue[0]
+		f := w.queue[0]
 		w.queue[0] = nil
 		w.queue = w.queue[1:]
 		w.mu.Unlock()
-		subs, rest = subs[:min(len(subs), wakeChunk)], subs[min(len(subs), wakeChunk):]
+		subs := f.subs[f.next:min(len(f.subs), f.next+wakeChunk)]
+		f.next += len(subs)
+		rest = f
+		if f.next == len(f.subs) {
+			rest = nil
+		}
 		for _, s := range subs {
 			s.direct.Wake()
 			// Counted across fan-outs: many small ones (subscribers
@@ -126,6 +154,9 @@ func (w *wakers) run() {
 				y.yield()
 				since = time.Now()
 			}
+		}
+		if rest == nil {
+			f.free()
 		}
 	}
 }

@@ -18,7 +18,7 @@ func TestWakersWakeEverySubscriptionAndStop(t *testing.T) {
 		for i := range subs {
 			subs[i] = &Subscription{direct: WakeFunc(func() { woken.Add(1) })}
 		}
-		w.wake(subs)
+		w.wake(&fanOut{subs: subs})
 	}
 	deadline := time.Now().Add(10 * time.Second)
 	for {
@@ -64,8 +64,8 @@ func TestWakersTakeFanOutsInTurn(t *testing.T) {
 	for i := range small {
 		small[i] = &Subscription{direct: WakeFunc(func() { smallLast.Store(order.Add(1)) })}
 	}
-	w.wake(big)
-	w.wake(small)
+	w.wake(&fanOut{subs: big})
+	w.wake(&fanOut{subs: small})
 	close(gate)
 	testwait.For(t, "the wakers to finish", func() bool {
 		w.mu.Lock()

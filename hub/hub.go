@@ -269,14 +269,16 @@ func (h *Hub) Publish(ctx context.Context, msgs ...*Message) ([]string, error) {
 
 // delivery collects what a delivery must do once its locks are released.
 type delivery struct {
-	woken []*Subscription // to call OnReadyDirect on
+	woken *fanOut         // to call OnReadyDirect on
 	cut   []*Subscription // queues that overflowed: to end with ErrSlow
 }
 
 // finish wakes the subscriptions a delivery made ready and ends those it
 // found too slow. No lock may be held.
 func (d *delivery) finish(h *Hub) {
-	h.wakers.wake(d.woken)
+	if d.woken != nil {
+		h.wakers.wake(d.woken)
+	}
 	for _, s := range d.cut {
 		// The broker may still hold a lock of its own: never let a
 		// transport's hook make the publisher wait.
@@ -417,7 +419,10 @@ func (h *Hub) deliverLocked(sh *shard, t *topic, m *Message, cfg *Config, now ti
 	for s := range t.subs {
 		first, cut := s.enqueue(m)
 		if first && s.direct != nil {
-			d.woken = append(d.woken, s)
+			if d.woken == nil {
+				d.woken = newFanOut()
+			}
+			d.woken.subs = append(d.woken.subs, s)
 		}
 		if cut {
 			h.droppedSlow.Add(1)
