@@ -5,6 +5,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/caddy-push/push/internal/testwait"
 )
@@ -112,6 +113,28 @@ func TestWakersPace(t *testing.T) {
 		}
 		if got := time.Duration(w2.gap.Load()); got > 8*yieldMax+tt.every {
 			t.Errorf("deliveries every %v: after 4, the time between them is taken as %v", tt.every, got)
+		}
+	}
+}
+
+// TestSubscriptionLayout checks that what a delivery uses lies in a
+// subscription's first cache line, and that the struct fills whole lines,
+// so that the allocator puts every subscription at the start of one.
+func TestSubscriptionLayout(t *testing.T) {
+	if unsafe.Sizeof(uintptr(0)) != 8 {
+		t.Skip("the layout is kept for 64-bit platforms")
+	}
+	var s Subscription
+	if size := unsafe.Sizeof(s); size%64 != 0 {
+		t.Errorf("Subscription is %d bytes, not a multiple of 64: resize its padding", size)
+	}
+	hot := map[string]uintptr{
+		"qmu": unsafe.Offsetof(s.qmu), "cut": unsafe.Offsetof(s.cut), "queue": unsafe.Offsetof(s.queue) + unsafe.Sizeof(s.queue) - 1,
+		"direct": unsafe.Offsetof(s.direct) + unsafe.Sizeof(s.direct) - 1, "hub": unsafe.Offsetof(s.hub) + unsafe.Sizeof(s.hub) - 1,
+	}
+	for name, end := range hot {
+		if end >= 64 {
+			t.Errorf("%s ends at byte %d, past the first cache line", name, end)
 		}
 	}
 }

@@ -789,16 +789,18 @@ var errUnsubscribed = errors.New("unsubscribed")
 // Subscription is one subscriber's view of the hub: a bounded queue of
 // live messages on its topics.
 type Subscription struct {
-	// What a delivery uses fills the first cache line: at light load a
-	// fan-out finds each subscription out of the cache.
+	// What a delivery uses fills the first cache line, and the struct
+	// whole lines (TestSubscriptionLayout): at light load a fan-out
+	// finds each subscription out of the cache, and a second line
+	// would be a second miss.
 	qmu    sync.Mutex
 	cut    bool // the queue overflowed: nothing more is queued
 	kind   uint8
 	queue  []*Message // live messages not yet taken, in sequence order
-	skip   uint64     // messages up to this one were replayed by the broker
 	direct Waker
 	hub    *Hub
 
+	skip    uint64        // messages up to this one were replayed by the broker
 	limit   int           // most messages queued; more and it is cut
 	ready   chan struct{} // holds a token while the queue is not empty
 	done    chan struct{}
@@ -811,6 +813,7 @@ type Subscription struct {
 	topics []*topic
 	cross  bool // topics span shards, and each counts s in topic.cross
 	err    error
+	_      [24]byte
 }
 
 // enqueue adds m to the queue. It reports first if the queue was empty,
