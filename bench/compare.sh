@@ -25,7 +25,11 @@
 #   MERCURE_CADDY_VERSION=v2.11.3  Caddy core for the Mercure build
 #
 # Cases (full size; QUICK=1 divides subscriber and message counts by 10):
-#   fanout_sse   1000 SSE subscribers, 1000 x 64 B flat out: CPU us/delivery
+#   fanout_sse   1000 SSE subscribers, 1000 x 64 B flat out: CPU us/delivery.
+#                One publisher, in a process of its own (-pub-process, as
+#                for publish_rtt): from inside pushload it publishes only
+#                when the subscribers' readers let it, and a server that
+#                writes sooner then gets fewer messages to batch
 #   fanout_ws    the same over WebSocket (ours, Nchan)
 #   latency_sse  1000 SSE subscribers, 500 messages at 50/s: p50/p99
 #   latency_ws   the same over WebSocket (ours, Nchan)
@@ -323,7 +327,7 @@ case_params() {
 	tls_memory_sse_h1 | tls_memory_ws) N=$((2000 / q)) M=1 RATE=0 EXTRA=(-settle 3s) ;;
 	tls_latency_sse_h2) N=$((1000 / q)) M=$((500 / q)) RATE=50 EXTRA=(-http2) ;;
 	tls_latency_ws) N=$((1000 / q)) M=$((500 / q)) RATE=50 ;;
-	fanout_sse | fanout_ws) N=$((1000 / q)) M=$((1000 / q)) RATE=0 ;;
+	fanout_sse | fanout_ws) N=$((1000 / q)) M=$((1000 / q)) RATE=0 EXTRA=(-pub-process) ;;
 	latency_sse | latency_ws) N=$((1000 / q)) M=$((500 / q)) RATE=50 ;;
 	memory_sse | memory_ws) N=$((5000 / q)) M=1 RATE=0 EXTRA=(-settle 3s) ;;
 	scale_sse) N=$((15000 / q)) M=$((1000 / q)) RATE=100 PUBCONC=8 ;;
