@@ -247,7 +247,7 @@ func (h *Hub) historyStats() *HistoryStats {
 func (s *Subscription) skipThrough(seq uint64) {
 	s.qmu.Lock()
 	defer s.qmu.Unlock()
-	s.skip = seq
+	s.skip, s.skipping = seq, true
 	s.queue = slices.DeleteFunc(s.queue, func(m *Message) bool { return m.Seq <= seq })
 }
 

@@ -117,8 +117,8 @@ func TestWakersPace(t *testing.T) {
 	}
 }
 
-// TestSubscriptionLayout checks that what a delivery uses lies in a
-// subscription's first cache line, and that the struct fills whole lines,
+// TestSubscriptionLayout checks that what a delivery and an enqueue use
+// lies in a subscription's first cache line, and that the struct fills whole lines,
 // so that the allocator puts every subscription at the start of one.
 func TestSubscriptionLayout(t *testing.T) {
 	if unsafe.Sizeof(uintptr(0)) != 8 {
@@ -130,6 +130,7 @@ func TestSubscriptionLayout(t *testing.T) {
 	}
 	hot := map[string]uintptr{
 		"qmu": unsafe.Offsetof(s.qmu), "cut": unsafe.Offsetof(s.cut), "queue": unsafe.Offsetof(s.queue) + unsafe.Sizeof(s.queue) - 1,
+		"skipping": unsafe.Offsetof(s.skipping), "limit": unsafe.Offsetof(s.limit) + unsafe.Sizeof(s.limit) - 1,
 		"direct": unsafe.Offsetof(s.direct) + unsafe.Sizeof(s.direct) - 1, "hub": unsafe.Offsetof(s.hub) + unsafe.Sizeof(s.hub) - 1,
 	}
 	for name, end := range hot {

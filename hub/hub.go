@@ -558,7 +558,7 @@ func (h *Hub) subscribe(topics []string, opts SubscribeOptions) (*Subscription, 
 	cfg := h.cfg.Load()
 	s := &Subscription{
 		hub:     h,
-		limit:   cfg.Buffer,
+		limit:   int32(min(cfg.Buffer, math.MaxInt32)),
 		ready:   make(chan struct{}, 1),
 		done:    make(chan struct{}),
 		onEnd:   opts.OnEnd,
@@ -789,19 +789,20 @@ var errUnsubscribed = errors.New("unsubscribed")
 // Subscription is one subscriber's view of the hub: a bounded queue of
 // live messages on its topics.
 type Subscription struct {
-	// What a delivery uses fills the first cache line, and the struct
-	// whole lines (TestSubscriptionLayout): at light load a fan-out
-	// finds each subscription out of the cache, and a second line
-	// would be a second miss.
-	qmu    sync.Mutex
-	cut    bool // the queue overflowed: nothing more is queued
-	kind   uint8
-	queue  []*Message // live messages not yet taken, in sequence order
-	direct Waker
-	hub    *Hub
+	// What a delivery and an enqueue use fills the first cache line,
+	// and the struct whole lines (TestSubscriptionLayout): a fan-out
+	// finds each subscription out of the cache, at light load, and a
+	// second line would be a second miss, for the publisher too.
+	qmu      sync.Mutex
+	cut      bool // the queue overflowed: nothing more is queued
+	kind     uint8
+	skipping bool       // skip is set
+	limit    int32      // most messages queued; more and it is cut
+	queue    []*Message // live messages not yet taken, in sequence order
+	direct   Waker
+	hub      *Hub
 
 	skip    uint64        // messages up to this one were replayed by the broker
-	limit   int           // most messages queued; more and it is cut
 	ready   chan struct{} // holds a token while the queue is not empty
 	done    chan struct{}
 	onEnd   func(error)
@@ -813,7 +814,7 @@ type Subscription struct {
 	topics []*topic
 	cross  bool // topics span shards, and each counts s in topic.cross
 	err    error
-	_      [24]byte
+	_      [32]byte
 }
 
 // enqueue adds m to the queue. It reports first if the queue was empty,
@@ -824,12 +825,12 @@ type Subscription struct {
 // released.
 func (s *Subscription) enqueue(m *Message) (first, cut bool) {
 	s.qmu.Lock()
-	if s.cut || m.Seq <= s.skip {
+	if s.cut || s.skipping && m.Seq <= s.skip {
 		s.qmu.Unlock()
 		return false, false
 	}
 	n := len(s.queue)
-	if n >= s.limit {
+	if n >= int(s.limit) {
 		s.cut = true
 		s.qmu.Unlock()
 		return false, true
