@@ -40,7 +40,6 @@ type Conn struct {
 	sock      takeover.Socket // writes without waiting; every close goes through it
 	encoder
 
-	conn     net.Conn
 	raw      syscall.RawConn // the socket, for the poller and sock; nil if none
 	waiter   *poll.Waiter    // waits for the client to leave; nil if no poller
 	done     func(error)     // told why the read ended, once
@@ -62,7 +61,6 @@ func NewConn(c net.Conn, opts Options) *Conn {
 // Serve has begun.
 func (cc *Conn) Init(c net.Conn, opts Options) {
 	cc.opts = opts
-	cc.conn = c
 	cc.raw = cc.sock.Init(c)
 	cc.writable = cc.raw != nil
 	cc.waiter = poll.New(cc.raw, cc.readReady)
@@ -118,7 +116,7 @@ func (c *Conn) Serve(sub *hub.Subscription, start hub.Start, lastEventID string,
 func (c *Conn) readAll() error {
 	b := make([]byte, 64)
 	for {
-		if _, err := c.conn.Read(b); err != nil {
+		if _, err := c.sock.Conn().Read(b); err != nil {
 			return err
 		}
 	}
@@ -308,11 +306,11 @@ func (c *Conn) tryWrite(b []byte) error {
 func (c *Conn) writeAll(b []byte) error {
 	if d := nextDeadline(c.deadline, c.opts.WriteTimeout); !d.IsZero() {
 		c.deadline = d
-		if err := c.conn.SetWriteDeadline(d); err != nil {
+		if err := c.sock.Conn().SetWriteDeadline(d); err != nil {
 			return err
 		}
 	}
-	n, err := c.conn.Write(b)
+	n, err := c.sock.Conn().Write(b)
 	c.bytes += int64(n)
 	if err == nil {
 		c.lastWrite = time.Now()

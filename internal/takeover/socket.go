@@ -87,6 +87,9 @@ func (s *Socket) TryWritePending(pending, b []byte) (n int, rest []byte, err err
 	return n, pending, nil
 }
 
+// Conn returns the connection Init was given.
+func (s *Socket) Conn() net.Conn { return s.conn }
+
 // Close closes the connection once a write in progress is done; no write
 // reaches the descriptor after it. Later calls close the connection
 // again, which reports net.ErrClosed.
