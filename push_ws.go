@@ -337,8 +337,10 @@ func (h *WS) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handl
 	canPublish := h.publish.forRequest(r)
 
 	info := newStreamInfo(r, topics)
-	// The session is the subscription's Waker from the start, so that
-	// a delivery calls it directly; it is set up once upgraded.
+	// The session is the subscription's Waker from the start, and holds
+	// the subscription and (Session.Upgrade) the connection, so that a
+	// delivery calls it directly and finds all three in one object; it
+	// is set up once upgraded.
 	s := new(wshub.Session)
 	var sess atomic.Pointer[wshub.Session]
 	sub, start, end, err := h.streams.subscribe(h.hub, r, topics, hub.SubscribeOptions{
@@ -350,12 +352,13 @@ func (h *WS) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handl
 			}
 		},
 		OnReadyDirect: s,
+		In:            s.SubscriptionIn(),
 	})
 	if err != nil {
 		return err
 	}
 
-	c, err := wshub.Upgrade(w, r, writeTimeout)
+	c, err := s.Upgrade(w, r, writeTimeout)
 	if err != nil {
 		// The upgrader has answered the client.
 		end()

@@ -24,7 +24,12 @@ import (
 // timer, each under the stream's lock. Every way a Conn ends goes
 // through closeLocked.
 type Conn struct {
-	// What a delivery reads and writes comes first, so that it touches
+	// in holds the stream's subscription when it was made there
+	// (SubscriptionIn). It comes first, so that its delivery fields
+	// start a cache line, and a delivery finds the subscription and the
+	// stream with its socket in one object.
+	in hub.Subscription
+	// What a delivery reads and writes comes next, so that it touches
 	// few cache lines: at light load a fan-out finds every stream's
 	// fields out of the cache.
 	pump     hub.Pump
@@ -34,8 +39,12 @@ type Conn struct {
 	// nonblock is set while Wake writes from the delivering goroutine;
 	// pending holds what such a write left, written before anything else.
 	nonblock  bool
+	queueSide uint8 // which of queueIn the subscription holds
 	pending   []byte
-	batch     []*hub.Message
+	// The queue's two arrays take turns (Take): the subscription holds
+	// one, the stream the other. They are inside the stream, so that a
+	// delivery finds them in the stream's own lines.
+	queueIn   [2][2]*hub.Message
 	lastWrite time.Time
 	sock      takeover.Socket // writes without waiting; every close goes through it
 	encoder
@@ -47,6 +56,10 @@ type Conn struct {
 	deadline time.Time       // the write deadline last set
 	beat     *time.Timer
 }
+
+// SubscriptionIn returns where the stream's subscription may be made
+// (hub.SubscribeOptions.In): inside the stream.
+func (c *Conn) SubscriptionIn() *hub.Subscription { return &c.in }
 
 // NewConn prepares a stream on c, a connection whose response head has
 // been sent. Serve it with Serve.
@@ -236,14 +249,11 @@ func (c *Conn) sendQueuedLocked() (int, error) {
 			return 0, err
 		}
 	}
-	c.batch = c.sub.Take(c.batch)
-	n := len(c.batch)
-	err := c.writeBatch(c, c.batch)
-	clear(c.batch)
-	c.batch = c.batch[:0]
-	if cap(c.batch) > keepBatch {
-		c.batch = nil
-	}
+	c.queueSide ^= 1
+	batch := c.sub.Take(c.queueIn[c.queueSide][:0])
+	n := len(batch)
+	err := c.writeBatch(c, batch)
+	clear(batch)
 	if err != nil {
 		c.closeLocked()
 		return n, err

@@ -127,9 +127,15 @@ func (c *conn) waitReadable() error {
 
 // newConn returns the conn over nc, whose writes end within timeout.
 func newConn(nc net.Conn, timeout time.Duration) *conn {
-	c := &conn{Conn: nc, timeout: timeout}
-	c.raw = c.sock.Init(nc)
+	c := new(conn)
+	c.init(nc, timeout)
 	return c
+}
+
+// init sets up c, a zero conn, as newConn does.
+func (c *conn) init(nc net.Conn, timeout time.Duration) {
+	c.Conn, c.timeout = nc, timeout
+	c.raw = c.sock.Init(nc)
 }
 
 // Close closes the connection, once a write that never waits is done.
@@ -344,6 +350,7 @@ type hijackShim struct {
 	r       *http.Request
 	timeout time.Duration
 	conn    *conn
+	in      *conn // where to set the connection up, if not in a new conn
 }
 
 func (s *hijackShim) Hijack() (net.Conn, *bufio.ReadWriter, error) {
@@ -356,7 +363,12 @@ func (s *hijackShim) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	s.conn = newConn(nc, s.timeout)
+	if s.in != nil {
+		s.in.init(nc, s.timeout)
+		s.conn = s.in
+	} else {
+		s.conn = newConn(nc, s.timeout)
+	}
 	s.conn.skipHead = true
 	// The client may have sent frames as soon as it had the head, and
 	// net/http may have read some: gorilla refuses a hijacked reader
@@ -395,10 +407,21 @@ const readBufferSize = 512
 // Upgrade answers the handshake and returns the connection. Once Upgrade
 // has hijacked the connection, an error has already been answered.
 func Upgrade(w http.ResponseWriter, r *http.Request, writeTimeout time.Duration) (*Conn, error) {
+	return upgrade(w, r, writeTimeout, nil)
+}
+
+// Upgrade is the package's Upgrade for a connection that s, a new
+// Session, is to serve: the connection's state is kept in s, so that a
+// delivery finds the session and its socket in one object.
+func (s *Session) Upgrade(w http.ResponseWriter, r *http.Request, writeTimeout time.Duration) (*Conn, error) {
+	return upgrade(w, r, writeTimeout, &s.connIn)
+}
+
+func upgrade(w http.ResponseWriter, r *http.Request, writeTimeout time.Duration, in *conn) (*Conn, error) {
 	if !websocket.IsWebSocketUpgrade(r) {
 		return nil, ErrNotUpgrade
 	}
-	shim := &hijackShim{ResponseWriter: w, r: r, timeout: writeTimeout}
+	shim := &hijackShim{ResponseWriter: w, r: r, timeout: writeTimeout, in: in}
 	u := websocket.Upgrader{
 		HandshakeTimeout: writeTimeout,
 		// Zero: gorilla reads through the hijacked reader, conn.br.

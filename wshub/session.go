@@ -112,7 +112,12 @@ func EncodeRaw(m *hub.Message) []byte {
 // session's write lock: a short-lived drain goroutine for queued messages,
 // the read loop for answers, a timer for pings.
 type Session struct {
-	// What a delivery reads and writes comes first, so that it touches
+	// in holds the session's subscription when it was made there
+	// (SubscriptionIn). It comes first, so that its delivery fields
+	// start a cache line, and a delivery finds the subscription, the
+	// session and its connection (connIn) in one object.
+	in hub.Subscription
+	// What a delivery reads and writes comes next, so that it touches
 	// few cache lines: at light load a fan-out finds every session's
 	// fields out of the cache.
 	pump     hub.Pump
@@ -121,18 +126,30 @@ type Session struct {
 	enc      func(*hub.Message) []byte
 	writable bool // the socket takes writes that never wait (conn.raw)
 
-	wmu     sync.Mutex // held to write and to change the fields below
-	closing bool       // a close frame was sent or the connection failed
-	direct  bool       // Wake writes, with the connection's lock held
+	wmu       sync.Mutex // held to write and to change the fields below
+	closing   bool       // a close frame was sent or the connection failed
+	direct    bool       // Wake writes, with the connection's lock held
+	queueSide uint8      // which of queueIn the subscription holds
 	// since holds, for each subscribed topic, the sequence number after
 	// which its messages are sent: queued messages at or below it were
 	// either replayed already or queued before an unsubscribe.
 	since     []topicSince
-	msgs      int64          // messages sent
-	batch     []*hub.Message // taken from the queue
-	lastBatch int            // how many messages the last Take gave
-	frames    [][]byte       // about to be written
-	nextPing  time.Time      // when the next ping is due
+	msgs      int64    // messages sent
+	lastBatch int      // how many messages the last Take gave
+	frames    [][]byte // about to be written
+	// The arrays behind since, frames and the queue start inside the
+	// session, so that a delivery finds them in the session's own
+	// lines and pages rather than in three more objects. The queue's
+	// two arrays take turns (Take): the subscription holds one, the
+	// session the other (queueSide).
+	sinceIn  [1]topicSince
+	framesIn [1][]byte
+	queueIn  [2][2]*hub.Message
+
+	// connIn holds the connection when Session.Upgrade made it.
+	connIn conn
+
+	nextPing time.Time // when the next ping is due
 
 	c        *Conn
 	opts     Options
@@ -165,6 +182,10 @@ func NewSession(c *Conn, sub *hub.Subscription, opts Options) *Session {
 	return s
 }
 
+// SubscriptionIn returns where the session's subscription may be made
+// (hub.SubscribeOptions.In): inside the session.
+func (s *Session) SubscriptionIn() *hub.Subscription { return &s.in }
+
 // Init prepares s, a new Session, as NewSession does. s may be a
 // subscription's OnReadyDirect Waker already: Wake does nothing until
 // Serve has begun.
@@ -172,6 +193,8 @@ func (s *Session) Init(c *Conn, sub *hub.Subscription, opts Options) {
 	s.conn = c.conn
 	s.sub = sub
 	s.enc = EncodeJSON
+	s.since = s.sinceIn[:0]
+	s.frames = s.framesIn[:0]
 	s.writable = c.conn.raw != nil
 	s.c = c
 	s.opts = opts
@@ -538,19 +561,17 @@ func (s *Session) wanted(m *hub.Message) bool {
 
 // sendQueued writes everything queued, up to maxFramesPerWrite frames a write.
 func (s *Session) sendQueued() error {
-	s.batch = s.sub.Take(s.batch)
-	s.lastBatch = len(s.batch)
-	defer func() {
-		clear(s.batch)
-		s.batch = s.batch[:0]
-		if cap(s.batch) > keepFrames {
-			s.batch = nil
-		}
-	}()
-	for i := 0; i < len(s.batch); {
+	// The queue gets the array it does not hold and gives back the one
+	// it had (or a larger one it grew): the session owns that until the
+	// next Take.
+	s.queueSide ^= 1
+	batch := s.sub.Take(s.queueIn[s.queueSide][:0])
+	s.lastBatch = len(batch)
+	defer clear(batch)
+	for i := 0; i < len(batch); {
 		n := 0
-		for ; i < len(s.batch) && len(s.frames) < maxFramesPerWrite; i++ {
-			if m := s.batch[i]; s.wanted(m) {
+		for ; i < len(batch) && len(s.frames) < maxFramesPerWrite; i++ {
+			if m := batch[i]; s.wanted(m) {
 				s.frames = append(s.frames, s.enc(m))
 				n++
 			}
@@ -576,7 +597,7 @@ func (s *Session) flush() error {
 	clear(s.frames)
 	s.frames = s.frames[:0]
 	if cap(s.frames) > keepFrames {
-		s.frames = nil
+		s.frames = s.framesIn[:0]
 	}
 	return err
 }
