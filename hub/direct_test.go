@@ -168,3 +168,55 @@ func TestSubscribeIn(t *testing.T) {
 		t.Fatalf("an ended subscription's place: %v, want %v", err, errInUse)
 	}
 }
+
+// TestBatches checks that Batches hands the queue an array it does not
+// hold (what a Take returned stays as it was while more is queued), that
+// a message at a time costs no allocation, and that the array a burst
+// grew is kept for the next burst.
+func TestBatches(t *testing.T) {
+	h := newHub(t, Config{})
+	sub, _, err := h.Subscribe([]string{"a"}, SubscribeOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	msgs := make([]*Message, 40)
+	for i := range msgs {
+		msgs[i] = &Message{Topic: "a", Seq: uint64(i + 1)}
+	}
+	var b Batches
+	for i := range 10 {
+		sub.enqueue(msgs[i])
+		batch := b.Take(sub)
+		sub.enqueue(msgs[i+1]) // must not land in batch
+		if len(batch) != 1 || batch[0] != msgs[i] {
+			t.Fatalf("take %d: got %v, want message %d alone", i, batch, i+1)
+		}
+		b.Done(batch)
+		if got := b.Take(sub); len(got) != 1 || got[0] != msgs[i+1] {
+			t.Fatalf("take %d: got %v, want message %d alone", i, got, i+2)
+		} else {
+			b.Done(got)
+		}
+	}
+	if n := testing.AllocsPerRun(100, func() {
+		sub.enqueue(msgs[0])
+		b.Done(b.Take(sub))
+	}); n != 0 {
+		t.Errorf("a message at a time: %v allocations a take, want 0", n)
+	}
+	burst := func() {
+		for _, m := range msgs[:20] {
+			sub.enqueue(m)
+		}
+		batch := b.Take(sub)
+		if len(batch) != 20 || batch[0] != msgs[0] || batch[19] != msgs[19] {
+			t.Fatalf("burst: took %d messages", len(batch))
+		}
+		b.Done(batch)
+	}
+	burst()
+	burst()
+	if n := testing.AllocsPerRun(100, burst); n != 0 {
+		t.Errorf("bursts of 20: %v allocations a take, want 0 once the queue grew", n)
+	}
+}

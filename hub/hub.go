@@ -880,6 +880,54 @@ func (s *Subscription) Take(buf []*Message) []*Message {
 	return out
 }
 
+// Batches are the arrays a subscriber and its queue swap in Take, kept
+// in the subscriber. At light load a queue holds a message when it is
+// taken, and two one-message arrays inside the subscriber take turns, so
+// that a delivery touches no array elsewhere. The larger array a busy
+// queue grew is handed back instead, up to keepTaken messages, so that a
+// subscriber that is behind does not grow one at every Take.
+type Batches struct {
+	small [2][1]*Message
+	spare []*Message // empty and not the queue's; nil: a small one
+	given int8       // which small array the queue was last given, or -1
+}
+
+// keepTaken bounds the array Batches keeps between takes; an array under
+// minKeepTaken is not kept, the small ones serve instead.
+const (
+	keepTaken    = 64
+	minKeepTaken = 8
+)
+
+// Take takes s's queued messages (Subscription.Take). Give the batch to
+// Done once it is written, before the next Take.
+func (b *Batches) Take(s *Subscription) []*Message {
+	buf := b.spare
+	if buf != nil {
+		b.given = -1
+	} else {
+		// The queue holds the array it was given last, or one it grew:
+		// the other small one is free.
+		i := int8(0)
+		if b.given == 0 {
+			i = 1
+		}
+		b.given = i
+		buf = b.small[i][:0]
+	}
+	b.spare = nil
+	return s.Take(buf)
+}
+
+// Done clears batch, which Take returned, and keeps its array for the
+// next Take if a busy queue grew it.
+func (b *Batches) Done(batch []*Message) {
+	clear(batch)
+	if c := cap(batch); c >= minKeepTaken && c <= keepTaken {
+		b.spare = batch[:0]
+	}
+}
+
 // Queued reports how many messages wait to be taken.
 func (s *Subscription) Queued() int {
 	s.qmu.Lock()

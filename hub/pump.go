@@ -54,6 +54,9 @@ func (p *Pump) Start() {
 // to a caller that sees true.
 func (p *Pump) Started() bool { return p.started.Load() }
 
+// Subscription returns the subscription the pump writes from.
+func (p *Pump) Subscription() *Subscription { return p.sub }
+
 // Kick starts the pump's goroutine unless it runs. It never blocks.
 func (p *Pump) Kick() {
 	if !p.started.Load() {

@@ -38,13 +38,11 @@ type Conn struct {
 	writable bool // the socket takes writes that never wait (raw)
 	// nonblock is set while Wake writes from the delivering goroutine;
 	// pending holds what such a write left, written before anything else.
-	nonblock  bool
-	queueSide uint8 // which of queueIn the subscription holds
-	pending   []byte
-	// The queue's two arrays take turns (Take): the subscription holds
-	// one, the stream the other. They are inside the stream, so that a
-	// delivery finds them in the stream's own lines.
-	queueIn   [2][2]*hub.Message
+	nonblock bool
+	pending  []byte
+	// batches holds the arrays the queue's batches come in, inside the
+	// stream, so that a delivery finds them in the stream's own lines.
+	batches   hub.Batches
 	lastWrite time.Time
 	sock      takeover.Socket // writes without waiting; every close goes through it
 	encoder
@@ -249,11 +247,10 @@ func (c *Conn) sendQueuedLocked() (int, error) {
 			return 0, err
 		}
 	}
-	c.queueSide ^= 1
-	batch := c.sub.Take(c.queueIn[c.queueSide][:0])
+	batch := c.batches.Take(c.sub)
 	n := len(batch)
 	err := c.writeBatch(c, batch)
-	clear(batch)
+	c.batches.Done(batch)
 	if err != nil {
 		c.closeLocked()
 		return n, err

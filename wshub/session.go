@@ -122,29 +122,25 @@ type Session struct {
 	// fields out of the cache.
 	pump     hub.Pump
 	conn     *conn // c.conn
-	sub      *hub.Subscription
-	enc      func(*hub.Message) []byte
-	writable bool // the socket takes writes that never wait (conn.raw)
+	writable bool  // the socket takes writes that never wait (conn.raw)
+	raw      bool  // messages go out as their data alone (Raw), not JSON
 
 	wmu       sync.Mutex // held to write and to change the fields below
 	closing   bool       // a close frame was sent or the connection failed
 	direct    bool       // Wake writes, with the connection's lock held
-	queueSide uint8      // which of queueIn the subscription holds
+	lastBatch int32      // how many messages the last Take gave
 	// since holds, for each subscribed topic, the sequence number after
 	// which its messages are sent: queued messages at or below it were
 	// either replayed already or queued before an unsubscribe.
-	since     []topicSince
-	msgs      int64    // messages sent
-	lastBatch int      // how many messages the last Take gave
-	frames    [][]byte // about to be written
-	// The arrays behind since, frames and the queue start inside the
-	// session, so that a delivery finds them in the session's own
-	// lines and pages rather than in three more objects. The queue's
-	// two arrays take turns (Take): the subscription holds one, the
-	// session the other (queueSide).
+	since  []topicSince
+	msgs   int64    // messages sent
+	frames [][]byte // about to be written
+	// The arrays behind since, frames and the queue's batches start
+	// inside the session, so that a delivery finds them in the
+	// session's own lines and pages rather than in three more objects.
 	sinceIn  [1]topicSince
 	framesIn [1][]byte
-	queueIn  [2][2]*hub.Message
+	batches  hub.Batches
 
 	// connIn holds the connection when Session.Upgrade made it.
 	connIn conn
@@ -191,8 +187,6 @@ func (s *Session) SubscriptionIn() *hub.Subscription { return &s.in }
 // Serve has begun.
 func (s *Session) Init(c *Conn, sub *hub.Subscription, opts Options) {
 	s.conn = c.conn
-	s.sub = sub
-	s.enc = EncodeJSON
 	s.since = s.sinceIn[:0]
 	s.frames = s.framesIn[:0]
 	s.writable = c.conn.raw != nil
@@ -203,7 +197,7 @@ func (s *Session) Init(c *Conn, sub *hub.Subscription, opts Options) {
 		s.log = zap.NewNop()
 	}
 	if opts.Format == Raw {
-		s.enc = EncodeRaw
+		s.raw = true
 	}
 	c.conn.waiter = poll.New(c.conn.raw, s.readReady)
 	s.polled = c.conn.waiter != nil
@@ -254,7 +248,7 @@ var errClientClosed = errors.New("client closed the connection")
 func (s *Session) Serve(start hub.Start, last string, done func(error)) {
 	s.done = done
 	s.wmu.Lock()
-	for _, t := range s.sub.Topics() {
+	for _, t := range s.pump.Subscription().Topics() {
 		s.setSince(t, start.HeadSeq)
 	}
 	err := s.begin(start, last, nil)
@@ -269,8 +263,8 @@ func (s *Session) Serve(start hub.Start, last string, done func(error)) {
 	}
 	// The hooks may have fired before the session existed.
 	select {
-	case <-s.sub.Done():
-		s.Ended(s.sub.Err())
+	case <-s.pump.Subscription().Done():
+		s.Ended(s.pump.Subscription().Err())
 	default:
 		// Live messages may go out now, after the start.
 		s.pump.Start()
@@ -301,7 +295,7 @@ func (s *Session) end(err error) {
 	}
 	s.finish(err)
 	var ce *websocket.CloseError
-	switch reason := s.sub.Err(); {
+	switch reason := s.pump.Subscription().Err(); {
 	case reason != nil:
 		err = reason
 	case errors.As(err, &ce):
@@ -373,9 +367,9 @@ func (s *Session) drainOnce() (int, error) {
 	}
 	if err := s.sendQueued(); err != nil {
 		s.failLocked()
-		return s.lastBatch, err
+		return int(s.lastBatch), err
 	}
-	return s.lastBatch, nil
+	return int(s.lastBatch), nil
 }
 
 // Ended is the subscription's OnEnd hook: the hub ended it (too slow,
@@ -509,7 +503,7 @@ func (s *Session) begin(start hub.Start, last string, ack []byte) error {
 		// Whatever is queued now is older than the head of this start,
 		// or a live message of the new topics: send it in order with
 		// the replay.
-		for _, m := range s.sub.Take(nil) {
+		for _, m := range s.pump.Subscription().Take(nil) {
 			if s.wanted(m) {
 				replay = append(replay, m)
 			}
@@ -518,7 +512,7 @@ func (s *Session) begin(start hub.Start, last string, ack []byte) error {
 	}
 	pending := 0
 	for _, m := range replay {
-		s.frames = append(s.frames, s.enc(m))
+		s.frames = append(s.frames, s.encode(m))
 		pending++
 		if len(s.frames) >= maxFramesPerWrite {
 			if err := s.flush(); err != nil {
@@ -541,7 +535,7 @@ func (s *Session) begin(start hub.Start, last string, ack []byte) error {
 // sent counts n messages written. Call it with s.wmu held.
 func (s *Session) sent(n int) {
 	s.msgs += int64(n)
-	s.sub.Sent(n)
+	s.pump.Subscription().Sent(n)
 }
 
 // Written reports the bytes and messages sent so far.
@@ -553,6 +547,14 @@ func (s *Session) Written() (bytes, messages int64) {
 	return s.conn.written, s.msgs
 }
 
+// encode returns m's frame.
+func (s *Session) encode(m *hub.Message) []byte {
+	if s.raw {
+		return EncodeRaw(m)
+	}
+	return EncodeJSON(m)
+}
+
 // wanted reports whether a queued message is still to be sent.
 func (s *Session) wanted(m *hub.Message) bool {
 	since, ok := s.sinceOf(m.Topic)
@@ -561,18 +563,14 @@ func (s *Session) wanted(m *hub.Message) bool {
 
 // sendQueued writes everything queued, up to maxFramesPerWrite frames a write.
 func (s *Session) sendQueued() error {
-	// The queue gets the array it does not hold and gives back the one
-	// it had (or a larger one it grew): the session owns that until the
-	// next Take.
-	s.queueSide ^= 1
-	batch := s.sub.Take(s.queueIn[s.queueSide][:0])
-	s.lastBatch = len(batch)
-	defer clear(batch)
+	batch := s.batches.Take(s.pump.Subscription())
+	s.lastBatch = int32(len(batch))
+	defer s.batches.Done(batch)
 	for i := 0; i < len(batch); {
 		n := 0
 		for ; i < len(batch) && len(s.frames) < maxFramesPerWrite; i++ {
 			if m := batch[i]; s.wanted(m) {
-				s.frames = append(s.frames, s.enc(m))
+				s.frames = append(s.frames, s.encode(m))
 				n++
 			}
 		}
@@ -631,7 +629,7 @@ func (s *Session) subscription(f *Frame) bool {
 	var err error
 	switch f.Type {
 	case TypeUnsubscribe:
-		s.sub.Remove(f.Topics)
+		s.pump.Subscription().Remove(f.Topics)
 		for _, t := range f.Topics {
 			s.since = slices.DeleteFunc(s.since, func(ts topicSince) bool { return ts.topic == t })
 		}
@@ -650,7 +648,7 @@ func (s *Session) subscription(f *Frame) bool {
 		case len(s.since)+len(add) > s.opts.MaxTopics:
 			err = s.sendJSON(ErrorFrame(f.Ref, fmt.Errorf("more than %d topics on one connection", s.opts.MaxTopics)))
 		default:
-			start, aerr := s.sub.Add(add, f.LastEventID)
+			start, aerr := s.pump.Subscription().Add(add, f.LastEventID)
 			if aerr != nil {
 				err = s.sendJSON(ErrorFrame(f.Ref, aerr))
 				break
