@@ -884,20 +884,17 @@ func (s *Subscription) Take(buf []*Message) []*Message {
 // in the subscriber. At light load a queue holds a message when it is
 // taken, and two one-message arrays inside the subscriber take turns, so
 // that a delivery touches no array elsewhere. The larger array a busy
-// queue grew is handed back instead, up to keepTaken messages, so that a
-// subscriber that is behind does not grow one at every Take.
+// queue grew is handed back instead while it is busy, up to keepTaken
+// messages, so that a subscriber that is behind does not grow one at
+// every Take.
 type Batches struct {
 	small [2][1]*Message
 	spare []*Message // empty and not the queue's; nil: a small one
 	given int8       // which small array the queue was last given, or -1
 }
 
-// keepTaken bounds the array Batches keeps between takes; an array under
-// minKeepTaken is not kept, the small ones serve instead.
-const (
-	keepTaken    = 64
-	minKeepTaken = 8
-)
+// keepTaken bounds the array Batches keeps between takes.
+const keepTaken = 64
 
 // Take takes s's queued messages (Subscription.Take). Give the batch to
 // Done once it is written, before the next Take.
@@ -920,10 +917,11 @@ func (b *Batches) Take(s *Subscription) []*Message {
 }
 
 // Done clears batch, which Take returned, and keeps its array for the
-// next Take if a busy queue grew it.
+// next Take while the queue is busy: a batch of one goes back to the
+// small arrays.
 func (b *Batches) Done(batch []*Message) {
 	clear(batch)
-	if c := cap(batch); c >= minKeepTaken && c <= keepTaken {
+	if len(batch) > len(b.small[0]) && cap(batch) <= keepTaken {
 		b.spare = batch[:0]
 	}
 }
