@@ -173,10 +173,9 @@ func (h *SSE) serveStream(w http.ResponseWriter, r *http.Request, topics []strin
 // stream's end is logged here.
 func (h *SSE) serveConn(w http.ResponseWriter, r *http.Request, topics []string, last string) error {
 	info := newStreamInfo(r, topics)
-	// The stream is the subscription's Waker from the start, and holds
-	// the subscription, so that a delivery calls it directly and finds
-	// both in one object; it is set up once the connection is taken
-	// over.
+	// The stream is the subscription's Waker from the start, so that a
+	// delivery calls it directly; it is set up once the connection is
+	// taken over.
 	c := new(sse.Conn)
 	var conn atomic.Pointer[sse.Conn]
 	sub, start, end, err := h.streams.subscribe(h.hub, r, topics, hub.SubscribeOptions{
@@ -188,7 +187,6 @@ func (h *SSE) serveConn(w http.ResponseWriter, r *http.Request, topics []string,
 			} // else Serve sees the subscription ended
 		},
 		OnReadyDirect: c,
-		In:            c.SubscriptionIn(),
 	})
 	if err != nil {
 		return err

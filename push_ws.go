@@ -338,9 +338,8 @@ func (h *WS) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handl
 
 	info := newStreamInfo(r, topics)
 	// The session is the subscription's Waker from the start, and holds
-	// the subscription and (Session.Upgrade) the connection, so that a
-	// delivery calls it directly and finds all three in one object; it
-	// is set up once upgraded.
+	// the connection (Session.Upgrade), so that a delivery calls it
+	// directly and finds both in one object; it is set up once upgraded.
 	s := new(wshub.Session)
 	var sess atomic.Pointer[wshub.Session]
 	sub, start, end, err := h.streams.subscribe(h.hub, r, topics, hub.SubscribeOptions{
@@ -352,7 +351,6 @@ func (h *WS) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handl
 			}
 		},
 		OnReadyDirect: s,
-		In:            s.SubscriptionIn(),
 	})
 	if err != nil {
 		return err

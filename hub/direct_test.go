@@ -140,35 +140,6 @@ func TestSubscriptionLayout(t *testing.T) {
 	}
 }
 
-// TestSubscribeIn checks that a subscription is made in the place
-// SubscribeOptions.In gives, works there as any other, and that a place
-// holding a subscription, live or ended, is refused.
-func TestSubscribeIn(t *testing.T) {
-	h := newHub(t, Config{})
-	place := new(struct {
-		before int
-		sub    Subscription
-	})
-	sub, _, err := h.Subscribe([]string{"a"}, SubscribeOptions{In: &place.sub})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if sub != &place.sub {
-		t.Fatalf("subscription at %p, want it in place at %p", sub, &place.sub)
-	}
-	id := pub(t, h, "a", "x")
-	if got := sub.Take(nil); len(got) != 1 || got[0].ID() != id {
-		t.Fatalf("took %v, want the message %s", got, id)
-	}
-	if _, _, err := h.Subscribe([]string{"b"}, SubscribeOptions{In: &place.sub}); err != errInUse {
-		t.Fatalf("a live subscription's place: %v, want %v", err, errInUse)
-	}
-	sub.Close()
-	if _, _, err := h.Subscribe([]string{"b"}, SubscribeOptions{In: &place.sub}); err != errInUse {
-		t.Fatalf("an ended subscription's place: %v, want %v", err, errInUse)
-	}
-}
-
 // TestBatches checks that Batches hands the queue an array it does not
 // hold (what a Take returned stays as it was while more is queued), that
 // a message at a time costs no allocation, and that the array a burst

@@ -531,13 +531,6 @@ type SubscribeOptions struct {
 	// Kind, from 0 to MaxKinds-1, sorts the subscription for counting:
 	// Stats reports subscribers and deliveries per kind.
 	Kind int
-	// In, if set, is where the subscription is made: a zero
-	// Subscription inside the subscriber's own state (such as the
-	// Waker's), used for this subscription only. A delivery then finds
-	// the subscription and its subscriber in one object: at light load,
-	// where every object it touches is out of the cache, that spares it
-	// misses.
-	In *Subscription
 }
 
 // Waker is woken, from the goroutine that delivers, when a subscription's
@@ -562,21 +555,17 @@ func (h *Hub) subscribe(topics []string, opts SubscribeOptions) (*Subscription, 
 			return nil, Start{}, err
 		}
 	}
-	s := opts.In
-	if s == nil {
-		s = new(Subscription)
-	} else if s.hub != nil {
-		return nil, Start{}, errInUse
-	}
 	cfg := h.cfg.Load()
-	s.hub = h
-	s.limit = int32(min(cfg.Buffer, math.MaxInt32))
-	s.ready = make(chan struct{}, 1)
-	s.done = make(chan struct{})
-	s.onEnd = opts.OnEnd
-	s.onReady = opts.OnReady
-	s.direct = opts.OnReadyDirect
-	s.kind = kindOf(opts.Kind)
+	s := &Subscription{
+		hub:     h,
+		limit:   int32(min(cfg.Buffer, math.MaxInt32)),
+		ready:   make(chan struct{}, 1),
+		done:    make(chan struct{}),
+		onEnd:   opts.OnEnd,
+		onReady: opts.OnReady,
+		direct:  opts.OnReadyDirect,
+		kind:    kindOf(opts.Kind),
+	}
 	h.trimBytes(cfg)
 
 	mask := h.maskOf(topics)
@@ -796,10 +785,6 @@ func (h *Hub) Topic(name string) (TopicInfo, bool) {
 
 // errUnsubscribed ends a subscription that its owner closed.
 var errUnsubscribed = errors.New("unsubscribed")
-
-// errInUse refuses a SubscribeOptions.In that holds a subscription
-// already: each subscription needs a place of its own.
-var errInUse = errors.New("hub: SubscribeOptions.In holds a subscription already")
 
 // Subscription is one subscriber's view of the hub: a bounded queue of
 // live messages on its topics.

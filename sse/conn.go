@@ -24,12 +24,7 @@ import (
 // timer, each under the stream's lock. Every way a Conn ends goes
 // through closeLocked.
 type Conn struct {
-	// in holds the stream's subscription when it was made there
-	// (SubscriptionIn). It comes first, so that its delivery fields
-	// start a cache line, and a delivery finds the subscription and the
-	// stream with its socket in one object.
-	in hub.Subscription
-	// What a delivery reads and writes comes next, so that it touches
+	// What a delivery reads and writes comes first, so that it touches
 	// few cache lines: at light load a fan-out finds every stream's
 	// fields out of the cache.
 	pump     hub.Pump
@@ -54,10 +49,6 @@ type Conn struct {
 	deadline time.Time       // the write deadline last set
 	beat     *time.Timer
 }
-
-// SubscriptionIn returns where the stream's subscription may be made
-// (hub.SubscribeOptions.In): inside the stream.
-func (c *Conn) SubscriptionIn() *hub.Subscription { return &c.in }
 
 // NewConn prepares a stream on c, a connection whose response head has
 // been sent. Serve it with Serve.

@@ -11,7 +11,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-	"unsafe"
 
 	"github.com/caddy-push/push/hub"
 	"github.com/caddy-push/push/internal/testnet"
@@ -179,21 +178,4 @@ func seqOf(t *testing.T, id string) uint64 {
 		n = n*10 + uint64(d-'0')
 	}
 	return n
-}
-
-// TestConnLayout checks that a stream starts with the place of its
-// subscription, and is large enough that the allocator starts it on a
-// cache line (objects of 512 bytes and more are placed at multiples of
-// 64): the subscription's delivery fields then fill one line.
-func TestConnLayout(t *testing.T) {
-	if unsafe.Sizeof(uintptr(0)) != 8 {
-		t.Skip("the layout is kept for 64-bit platforms")
-	}
-	var c Conn
-	if off := unsafe.Offsetof(c.in); off != 0 {
-		t.Errorf("the subscription is at byte %d of a Conn, want 0", off)
-	}
-	if size := unsafe.Sizeof(c); size < 512 {
-		t.Errorf("Conn is %d bytes: under 512, the allocator may not start it on a cache line", size)
-	}
 }

@@ -112,12 +112,7 @@ func EncodeRaw(m *hub.Message) []byte {
 // session's write lock: a short-lived drain goroutine for queued messages,
 // the read loop for answers, a timer for pings.
 type Session struct {
-	// in holds the session's subscription when it was made there
-	// (SubscriptionIn). It comes first, so that its delivery fields
-	// start a cache line, and a delivery finds the subscription, the
-	// session and its connection (connIn) in one object.
-	in hub.Subscription
-	// What a delivery reads and writes comes next, so that it touches
+	// What a delivery reads and writes comes first, so that it touches
 	// few cache lines: at light load a fan-out finds every session's
 	// fields out of the cache.
 	pump     hub.Pump
@@ -177,10 +172,6 @@ func NewSession(c *Conn, sub *hub.Subscription, opts Options) *Session {
 	s.Init(c, sub, opts)
 	return s
 }
-
-// SubscriptionIn returns where the session's subscription may be made
-// (hub.SubscribeOptions.In): inside the session.
-func (s *Session) SubscriptionIn() *hub.Subscription { return &s.in }
 
 // Init prepares s, a new Session, as NewSession does. s may be a
 // subscription's OnReadyDirect Waker already: Wake does nothing until

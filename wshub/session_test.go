@@ -12,7 +12,6 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
-	"unsafe"
 
 	"github.com/gorilla/websocket"
 
@@ -255,22 +254,5 @@ func TestFrameRateLimit(t *testing.T) {
 	most := 20 + int(time.Since(start).Seconds()) + 1
 	if acks < 20 || acks > most || refused != n-acks {
 		t.Fatalf("%d carried out, %d refused: want the burst of 20 (up to %d) carried out and the rest refused", acks, refused, most)
-	}
-}
-
-// TestSessionLayout checks that a session starts with the place of its
-// subscription, and is large enough that the allocator starts it on a
-// cache line (objects of 512 bytes and more are placed at multiples of
-// 64): the subscription's delivery fields then fill one line.
-func TestSessionLayout(t *testing.T) {
-	if unsafe.Sizeof(uintptr(0)) != 8 {
-		t.Skip("the layout is kept for 64-bit platforms")
-	}
-	var s Session
-	if off := unsafe.Offsetof(s.in); off != 0 {
-		t.Errorf("the subscription is at byte %d of a Session, want 0", off)
-	}
-	if size := unsafe.Sizeof(s); size < 512 {
-		t.Errorf("Session is %d bytes: under 512, the allocator may not start it on a cache line", size)
 	}
 }
