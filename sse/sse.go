@@ -117,9 +117,6 @@ func Headers(h http.Header) {
 // one write.
 const maxWrite = 64 << 10
 
-// keepBatch bounds the batch array a stream keeps between batches.
-const keepBatch = 64
-
 // errInterrupted ends a stream whose subscription was ended.
 var errInterrupted = errors.New("stream interrupted")
 
@@ -324,7 +321,7 @@ func (s *Stream) Run(done <-chan struct{}) error {
 		tick = timer.C
 	}
 	sub := s.sub
-	var batch []*hub.Message
+	var batches hub.Batches
 	for {
 		if len(sub.Ready()) == 0 {
 			if err := s.idle(); err != nil {
@@ -335,14 +332,11 @@ func (s *Stream) Run(done <-chan struct{}) error {
 		case <-sub.Ready():
 			// Everything queued goes out in bounded writes; the batch's
 			// array goes back to the queue.
-			batch = sub.Take(batch)
-			if err := s.writeBatch(s, batch); err != nil {
+			batch := batches.Take(sub)
+			err := s.writeBatch(s, batch)
+			batches.Done(batch)
+			if err != nil {
 				return err
-			}
-			clear(batch)
-			batch = batch[:0]
-			if cap(batch) > keepBatch {
-				batch = nil
 			}
 		case <-tick:
 			if err := s.write(heartbeat); err != nil {
